@@ -1,0 +1,305 @@
+"""Probabilistic ensemble dynamics model: E diagonal-Gaussian MLPs evaluated as one batched computation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mbrl_po.models.normalizer import Normalizer
+
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Architecture of a :class:`GaussianEnsemble`.
+
+    Attributes:
+        obs_dim: O, observation size.
+        action_dim: A, action size.
+        ensemble_size: E, number of members.
+        num_elites: members kept for prediction after training (best held-out NLL).
+        hidden_sizes: widths of the hidden layers of each member.
+        activation: one of ``ACTIVATIONS``.
+        learn_reward: predict the reward as an extra target column.
+        learn_delta: predict ``next_obs - obs`` (PETS) instead of ``next_obs`` (the paper's setting).
+        normalize_inputs: standardise (obs, action) inputs with statistics fitted from data.
+        normalize_targets: standardise targets likewise (objectives then work in normalised units).
+        init_max_logvar: initial learnable upper soft bound of the log-variance (normalised units).
+        init_min_logvar: initial learnable lower soft bound.
+        logvar_bound_penalty: weight of the PETS penalty ``c * (sum max_logvar - sum min_logvar)``.
+    """
+
+    obs_dim: int
+    action_dim: int
+    ensemble_size: int = 7
+    num_elites: int = 5
+    hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
+    activation: str = "silu"
+    learn_reward: bool = True
+    learn_delta: bool = True
+    normalize_inputs: bool = True
+    normalize_targets: bool = True
+    init_max_logvar: float = 0.5
+    init_min_logvar: float = -10.0
+    logvar_bound_penalty: float = 0.01
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        for name in ("obs_dim", "action_dim", "ensemble_size", "num_elites"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if self.num_elites > self.ensemble_size:
+            raise ValueError(
+                f"num_elites: must be <= ensemble_size ({self.ensemble_size}), got {self.num_elites}"
+            )
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes: every width must be >= 1, got {self.hidden_sizes}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: got {self.activation!r}, allowed {sorted(ACTIVATIONS)}")
+        if not self.init_min_logvar < self.init_max_logvar:
+            raise ValueError(
+                f"init_min_logvar: must be < init_max_logvar ({self.init_max_logvar}), got {self.init_min_logvar}"
+            )
+        if self.logvar_bound_penalty < 0:
+            raise ValueError(f"logvar_bound_penalty: must be >= 0, got {self.logvar_bound_penalty}")
+
+    @property
+    def input_dim(self) -> int:
+        return self.obs_dim + self.action_dim
+
+    @property
+    def target_dim(self) -> int:
+        return self.obs_dim + int(self.learn_reward)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers as one batched matmul: (E, B, i) -> (E, B, o)."""
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
+
+
+class Prediction(NamedTuple):
+    """Per-member Gaussian prediction in raw (unnormalised) units.
+
+    Attributes:
+        next_obs_mean: (E, B, O).
+        next_obs_std: (E, B, O).
+        reward_mean: (E, B), or None when the reward is not learned.
+        reward_std: (E, B), or None.
+    """
+
+    next_obs_mean: torch.Tensor
+    next_obs_std: torch.Tensor
+    reward_mean: torch.Tensor | None
+    reward_std: torch.Tensor | None
+
+
+class GaussianEnsemble(nn.Module):
+    """E members, each ``(obs, action) -> N(mean, diag(var))`` over ``[delta obs (or next obs), reward]``.
+
+    The members share nothing; all E are evaluated by one batched matmul per layer. Inputs and targets are
+    standardised with statistics fitted from data (``fit_normalizers``). The log-variance is soft-bounded by
+    learnable ``min_logvar``/``max_logvar`` (PETS), whose penalty :meth:`logvar_bound_loss` a trainer adds.
+
+    Args:
+        obs_dim, action_dim, ...: see :class:`EnsembleConfig`; or pass ``config=``.
+        device: where the parameters live (``"cpu"``, ``"cuda"``...).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int | None = None,
+        action_dim: int | None = None,
+        *,
+        config: EnsembleConfig | None = None,
+        device: torch.device | str = "cpu",
+        **kwargs: object,
+    ) -> None:
+        super().__init__()
+        if config is None:
+            if obs_dim is None or action_dim is None:
+                raise ValueError("obs_dim and action_dim: both are required when no config is given")
+            config = EnsembleConfig(obs_dim=obs_dim, action_dim=action_dim, **kwargs)  # type: ignore[arg-type]
+        elif kwargs or obs_dim is not None or action_dim is not None:
+            raise ValueError("config: pass either config= or the individual arguments, not both")
+        self.config = config
+        c = config
+        self.input_normalizer = Normalizer(c.input_dim, enabled=c.normalize_inputs)
+        self.target_normalizer = Normalizer(c.target_dim, enabled=c.normalize_targets)
+        sizes = [c.input_dim, *c.hidden_sizes]
+        self.hidden = nn.ModuleList(
+            EnsembleLinear(c.ensemble_size, i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.act = ACTIVATIONS[c.activation]()
+        # one head producing [mean, logvar]
+        self.head = EnsembleLinear(c.ensemble_size, sizes[-1], 2 * c.target_dim)
+        self.max_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_max_logvar))
+        self.min_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_min_logvar))
+        self.register_buffer("elite_idx", torch.arange(c.num_elites))
+        self.to(device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.max_logvar.device
+
+    @property
+    def ensemble_size(self) -> int:
+        return self.config.ensemble_size
+
+    @property
+    def num_elites(self) -> int:
+        return self.config.num_elites
+
+    # ------------------------------------------------------------------ data transforms
+    def make_inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(..., O), (..., A) -> (..., I) normalised inputs."""
+        return self.input_normalizer(torch.cat([obs, actions], dim=-1))
+
+    def make_targets(self, obs: torch.Tensor, next_obs: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """(..., O), (..., O), (...) -> (..., T) normalised targets."""
+        y = next_obs - obs if self.config.learn_delta else next_obs
+        if self.config.learn_reward:
+            y = torch.cat([y, rewards.unsqueeze(-1)], dim=-1)
+        return self.target_normalizer(y)
+
+    @torch.no_grad()
+    def fit_normalizers(
+        self, obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor, rewards: torch.Tensor
+    ) -> None:
+        """Fit input and target statistics on (B, ·) training data."""
+        self.input_normalizer.fit(torch.cat([obs, actions], dim=-1))
+        y = next_obs - obs if self.config.learn_delta else next_obs
+        if self.config.learn_reward:
+            y = torch.cat([y, rewards.unsqueeze(-1)], dim=-1)
+        self.target_normalizer.fit(y)
+
+    # ------------------------------------------------------------------ network
+    def forward(
+        self, inputs: torch.Tensor, members: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and soft-bounded log-variance in normalised target units.
+
+        Args:
+            inputs: (E', B, I) normalised inputs, one slice per evaluated member, or (B, I) to evaluate
+                every one of the E' members on the same rows.
+            members: optional (E',) long indices of the members to evaluate (default: all E).
+
+        Returns:
+            mean (E', B, T) and logvar (E', B, T).
+        """
+        n_members = self.config.ensemble_size if members is None else members.shape[0]
+        x = inputs.expand(n_members, *inputs.shape) if inputs.ndim == 2 else inputs
+        for layer in self.hidden:
+            x = self.act(layer(x, members))
+        out = self.head(x, members)
+        mean, logvar = out.chunk(2, dim=-1)
+        logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def logvar_bound_loss(self) -> torch.Tensor:
+        """PETS' penalty keeping the learnable log-variance bounds tight: c * (sum max - sum min)."""
+        return self.config.logvar_bound_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
+
+    # ------------------------------------------------------------------ raw-space prediction
+    def _raw(
+        self, obs: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        std_n = torch.exp(0.5 * logvar)
+        mean_raw = self.target_normalizer.inverse(mean)
+        std_raw = std_n * self.target_normalizer.std
+        return mean_raw, std_raw
+
+    def _split(self, obs: torch.Tensor, mean_raw: torch.Tensor, std_raw: torch.Tensor) -> Prediction:
+        o = self.config.obs_dim
+        next_mean = mean_raw[..., :o] + obs if self.config.learn_delta else mean_raw[..., :o]
+        if self.config.learn_reward:
+            return Prediction(next_mean, std_raw[..., :o], mean_raw[..., o], std_raw[..., o])
+        return Prediction(next_mean, std_raw[..., :o], None, None)
+
+    def predict(
+        self, obs: torch.Tensor, actions: torch.Tensor, members: torch.Tensor | None = None
+    ) -> Prediction:
+        """Gaussian next-state (and reward) prediction of each member, in raw units.
+
+        Args:
+            obs: (B, O) or (E', B, O) observations; with a leading member axis, row slice e goes to member e.
+            actions: (B, A) or (E', B, A).
+            members: optional (E',) indices (default: all members).
+
+        Returns:
+            A :class:`Prediction` with (E', B, ·) fields.
+        """
+        mean, logvar = self(self.make_inputs(obs, actions), members)
+        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
+        return self._split(obs_b, *self._raw(obs_b, mean, logvar))
+
+    def sample(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        generator: torch.Generator | None = None,
+        members: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw one next state (and reward) per row from each member's Gaussian.
+
+        Args:
+            obs: (E', B, O) or (B, O).
+            actions: (E', B, A) or (B, A).
+            generator: torch.Generator on the model's device, for reproducible draws.
+            members: optional (E',) indices.
+            deterministic: return the means instead of samples.
+
+        Returns:
+            next_obs (E', B, O) and rewards (E', B) (None when the reward is not learned).
+        """
+        mean, logvar = self(self.make_inputs(obs, actions), members)
+        if not deterministic:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            mean = mean + noise * torch.exp(0.5 * logvar)
+        y = self.target_normalizer.inverse(mean)
+        o = self.config.obs_dim
+        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
+        next_obs = y[..., :o] + obs_b if self.config.learn_delta else y[..., :o]
+        reward = y[..., o] if self.config.learn_reward else None
+        return next_obs, reward
+
+    # ------------------------------------------------------------------ elites, persistence
+    def set_elites(self, elite_idx: torch.Tensor | list[int]) -> None:
+        """Set the elite members (``num_elites`` distinct indices in [0, E))."""
+        idx = torch.as_tensor(elite_idx, dtype=torch.long, device=self.device).reshape(-1)
+        if idx.numel() != self.num_elites or len(set(idx.tolist())) != idx.numel():
+            raise ValueError(f"elite_idx: need {self.num_elites} distinct indices, got {idx.tolist()}")
+        if idx.min() < 0 or idx.max() >= self.ensemble_size:
+            raise ValueError(f"elite_idx: indices must lie in [0, {self.ensemble_size}), got {idx.tolist()}")
+        self.elite_idx.copy_(idx)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config and weights (normalisers, bounds, elites included) to ``path``."""
+        torch.save({"config": asdict(self.config), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> GaussianEnsemble:
+        """Rebuild a model written by :meth:`save`."""
+        blob = torch.load(path, map_location=device, weights_only=True)
+        model = cls(config=EnsembleConfig(**blob["config"]), device=device)
+        model.load_state_dict(blob["state_dict"])
+        return model

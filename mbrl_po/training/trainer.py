@@ -1,0 +1,395 @@
+"""One drop-in trainer for dynamics ensembles, whatever the objective (MLE or bilevel PG)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
+from mbrl_po.models.ensemble import GaussianEnsemble
+from mbrl_po.objectives import Objective, PGObjective, gaussian_nll, make_objective
+from mbrl_po.training.bilevel import BilevelSolver
+from mbrl_po.types import ModelBatch, TransitionData
+
+PRECISIONS = ("float32", "bf16")
+
+
+@dataclass
+class FitReport:
+    """What ``DynamicsTrainer.fit`` did.
+
+    Attributes:
+        epochs: one dict of metrics per epoch (keys: epoch, train_loss, holdout_nll, holdout_mse, U, ...).
+        best_epoch: epoch whose weights were kept (per member: the mean of the members' best epochs).
+        stopped_early: whether patience ran out before ``max_epochs``.
+        holdout_nll: held-out Gaussian NLL per output dim in raw units (nats), mean over members, kept weights.
+        holdout_nll_per_dim: (T,) list, same, per output dim.
+        holdout_mse: held-out MSE of the mean in raw units, mean over members.
+        elites: indices of the elite members.
+        train_size, holdout_size: rows used.
+        wall_time: seconds.
+        outer_steps: bilevel outer steps taken (learned U only), each with the logged U.
+    """
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    holdout_nll: float = math.nan
+    holdout_nll_per_dim: list[float] = field(default_factory=list)
+    holdout_mse: float = math.nan
+    elites: list[int] = field(default_factory=list)
+    train_size: int = 0
+    holdout_size: int = 0
+    wall_time: float = 0.0
+    outer_steps: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def holdout_rmse(self) -> float:
+        return math.sqrt(self.holdout_mse)
+
+
+def _progress_enabled(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class DynamicsTrainer:
+    """Fits a :class:`GaussianEnsemble` with any objective.
+
+    Args:
+        model: the ensemble to train (in place).
+        objective: an objective object or a name (``"nll"``, ``"mse"``, ``"pg"``).
+        objective_options: options for :func:`make_objective` when ``objective`` is a name.
+        lr: Adam learning rate.
+        weight_decay: L2 on the network weights (not on the log-variance bounds).
+        batch_size: rows per member per step.
+        holdout_fraction: share of the data held out for early stopping, elites and the bilevel outer level.
+        max_holdout: cap on held-out rows.
+        max_epochs: default epoch budget of ``fit``.
+        patience: stop after this many epochs with no member improving its held-out NLL by ``min_delta``
+            (relative); None disables early stopping.
+        grad_clip: max gradient norm (None: off).
+        bootstrap: each member trains on its own bootstrap resample (PETS).
+        bilevel: solver for a learned U; built automatically for ``pg`` + ``learned`` unless given.
+        outer_every: epochs between bilevel outer steps.
+        precision: ``"float32"`` or ``"bf16"`` (autocast for the forward passes).
+        seed: seeds the split, bootstrap, minibatch order and PG samples.
+        progress: show a progress bar (default: when stderr is a terminal and ``CI`` is unset).
+    """
+
+    def __init__(
+        self,
+        model: GaussianEnsemble,
+        objective: Objective | str = "nll",
+        *,
+        objective_options: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-5,
+        batch_size: int = 256,
+        holdout_fraction: float = 0.1,
+        max_holdout: int = 5000,
+        max_epochs: int = 50,
+        patience: int | None = 5,
+        min_delta: float = 0.01,
+        grad_clip: float | None = 10.0,
+        bootstrap: bool = True,
+        bilevel: BilevelSolver | None = None,
+        outer_every: int = 1,
+        precision: str = "float32",
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        if not isinstance(model, GaussianEnsemble):
+            raise ValueError(f"model: expected a GaussianEnsemble, got {type(model).__name__}")
+        if isinstance(objective, str):
+            objective = make_objective(objective, **(objective_options or {}))
+        elif objective_options:
+            raise ValueError("objective_options: only allowed when objective is given by name")
+        checks = {
+            "lr": lr > 0, "weight_decay": weight_decay >= 0, "batch_size": batch_size >= 1,
+            "holdout_fraction": 0 <= holdout_fraction < 1, "max_epochs": max_epochs >= 1,
+            "min_delta": min_delta >= 0, "outer_every": outer_every >= 1, "max_holdout": max_holdout >= 1,
+        }
+        allowed = {
+            "lr": "> 0", "weight_decay": ">= 0", "batch_size": ">= 1", "holdout_fraction": "in [0, 1)",
+            "max_epochs": ">= 1", "min_delta": ">= 0", "outer_every": ">= 1", "max_holdout": ">= 1",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name}: got {locals()[name]!r}, allowed {allowed[name]}")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience: got {patience!r}, allowed None or >= 1")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip: got {grad_clip!r}, allowed None or > 0")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: got {precision!r}, allowed {list(PRECISIONS)}")
+        self.model = model
+        self.objective = objective
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.holdout_fraction = holdout_fraction
+        self.max_holdout = max_holdout
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.min_delta = min_delta
+        self.grad_clip = grad_clip
+        self.bootstrap = bootstrap
+        self.outer_every = outer_every
+        self.precision = precision
+        self.seed = seed
+        self.progress = progress
+        if bilevel is None and isinstance(objective, PGObjective) and objective.reward_matrix.kind == "learned":
+            bilevel = BilevelSolver(objective)
+        self.bilevel = bilevel
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.device_generator = torch.Generator(device=model.device).manual_seed(seed + 1)
+        if hasattr(objective, "generator"):
+            objective.generator = self.device_generator
+        net = [p for n, p in model.named_parameters() if "logvar" not in n]
+        bounds = [p for n, p in model.named_parameters() if "logvar" in n]
+        self.optimizer = torch.optim.Adam(
+            [{"params": net, "weight_decay": weight_decay}, {"params": bounds, "weight_decay": 0.0}], lr=lr
+        )
+        self.fits = 0
+
+    # ------------------------------------------------------------------ data
+    def _data(self, args: tuple, kwargs: dict) -> TransitionData:
+        dev = self.model.device
+        if len(args) == 1 and not kwargs:
+            src = args[0]
+            if isinstance(src, TransitionData):
+                return src.to(dev)
+            if hasattr(src, "transitions") and callable(src.transitions):  # mbrl_po ReplayBuffer
+                return src.transitions(device=dev)
+            if hasattr(src, "observations") and hasattr(src, "buffer_size"):  # SB3 ReplayBuffer
+                return from_sb3_buffer(src, device=dev)
+            raise ValueError(
+                f"data: a single argument must be a TransitionData, an mbrl_po or SB3 ReplayBuffer, "
+                f"got {type(src).__name__}; or pass obs, actions, next_obs, rewards[, terminated]"
+            )
+        names = ["obs", "actions", "next_obs", "rewards", "terminated"]
+        if len(args) > len(names):
+            raise ValueError(f"fit: takes at most {len(names)} arrays ({names}), got {len(args)}")
+        given = dict(zip(names, args, strict=False))
+        for k in kwargs:
+            if k not in names:
+                raise ValueError(f"fit: unknown argument {k!r}, allowed {names}")
+            if k in given:
+                raise ValueError(f"fit: {k!r} given twice")
+        given.update(kwargs)
+        missing = [n for n in names[:4] if given.get(n) is None]
+        if missing:
+            raise ValueError(f"fit: missing {missing}; obs, actions, next_obs and rewards are required")
+        data = as_transitions(**given, device=dev)
+        c = self.model.config
+        if data.obs.shape[1] != c.obs_dim:
+            raise ValueError(f"obs: has dim {data.obs.shape[1]} but the model expects obs_dim={c.obs_dim}")
+        if data.actions.shape[1] != c.action_dim:
+            raise ValueError(
+                f"actions: has dim {data.actions.shape[1]} but the model expects action_dim={c.action_dim}"
+            )
+        return data
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        perm = torch.randperm(n, generator=self.generator)
+        n_hold = min(int(round(n * self.holdout_fraction)), self.max_holdout)
+        if self.holdout_fraction > 0 and n >= 2:
+            n_hold = max(n_hold, 1)
+        n_hold = min(n_hold, n - 1)
+        return perm[n_hold:], perm[:n_hold]
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, inputs: torch.Tensor, targets: torch.Tensor, chunk: int = 8192) -> dict[str, Any]:
+        """Per-member held-out metrics on (B, I) normalised inputs and (B, T) normalised targets.
+
+        Returns a dict with ``nll_member`` (E,) normalised NLL per dim, ``nll_per_dim`` (T,) raw-unit NLL
+        averaged over members, ``nll`` and ``mse`` (raw units, member mean), and ``mean`` (E, B, T) predictions.
+        """
+        model = self.model
+        means, nll_sum = [], None
+        for s in range(0, inputs.shape[0], chunk):
+            with self._autocast():
+                m, lv = model(inputs[s : s + chunk])
+            m, lv = m.float(), lv.float()
+            part = gaussian_nll(m, lv, targets[s : s + chunk]).sum(1)  # (E, T)
+            nll_sum = part if nll_sum is None else nll_sum + part
+            means.append(m)
+        mean = torch.cat(means, dim=1)
+        n = inputs.shape[0]
+        log_std = torch.log(model.target_normalizer.std)
+        nll_norm = nll_sum / n  # (E, T)
+        nll_raw = nll_norm + log_std  # change of variables to raw units
+        sq = ((mean - targets) * model.target_normalizer.std) ** 2  # raw units
+        return {
+            "nll_member": nll_norm.mean(1),
+            "nll_per_dim": nll_raw.mean(0),
+            "nll": float(nll_raw.mean()),
+            "mse": float(sq.mean()),
+            "mse_member": sq.mean(dim=(1, 2)),
+            "mean": mean,
+        }
+
+    def _autocast(self):  # noqa: ANN202
+        if self.precision == "bf16":
+            return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.model.device.type, enabled=False)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, *args: Any, max_epochs: int | None = None, **kwargs: Any) -> FitReport:
+        """Train the model.
+
+        Call as ``fit(obs, actions, next_obs, rewards, terminated=None)`` with numpy arrays or tensors
+        ((B, O), (B, A), (B, O), (B,)), or ``fit(buffer)`` with an mbrl_po or stable-baselines3 ReplayBuffer.
+        Normalisers are refitted on the training split each call; weights, optimizer state and a learned U
+        carry over between calls (warm start).
+        """
+        t0 = time.perf_counter()
+        data = self._data(args, kwargs)
+        epochs = self.max_epochs if max_epochs is None else max_epochs
+        if epochs < 1:
+            raise ValueError(f"max_epochs: got {epochs}, allowed >= 1")
+        model = self.model
+        E = model.ensemble_size
+        train_idx, hold_idx = self._split(len(data))
+        train = data.index(train_idx.to(data.obs.device))
+        model.fit_normalizers(train.obs, train.actions, train.next_obs, train.rewards)
+        x_train = model.make_inputs(train.obs, train.actions)
+        y_train = model.make_targets(train.obs, train.next_obs, train.rewards)
+        has_holdout = hold_idx.numel() > 0
+        if has_holdout:
+            hold = data.index(hold_idx.to(data.obs.device))
+            x_hold = model.make_inputs(hold.obs, hold.actions)
+            y_hold = model.make_targets(hold.obs, hold.next_obs, hold.rewards)
+        else:
+            x_hold, y_hold = x_train, y_train
+        self.objective.setup(model, y_train)
+        n = x_train.shape[0]
+        if self.bootstrap:
+            members_rows = torch.randint(n, (E, n), generator=self.generator)
+        else:
+            members_rows = torch.arange(n).expand(E, n)
+        members_rows = members_rows.to(model.device)
+
+        report = FitReport(train_size=n, holdout_size=int(hold_idx.numel()))
+        ev = self.evaluate(x_hold, y_hold)
+        self.objective.observe_holdout(ev["mean"], y_hold)
+        best = ev["nll_member"].clone()
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_epoch = torch.zeros(E, dtype=torch.long)
+        bad_epochs = 0
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        bar = None
+        if _progress_enabled(self.progress):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, desc=f"fit[{getattr(self.objective, 'name', 'obj')}]", leave=False)
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = torch.argsort(torch.rand(E, n, generator=self.generator), dim=1).to(model.device)
+            rows = torch.gather(members_rows, 1, order)
+            loss_sum = torch.zeros((), device=model.device)
+            for s in range(steps_per_epoch):
+                idx = rows[:, s * self.batch_size : (s + 1) * self.batch_size]
+                batch = ModelBatch(x_train[idx], y_train[idx])
+                with self._autocast():
+                    loss, _ = self.objective.loss(model, batch)
+                    loss = loss + model.logvar_bound_loss()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                self.optimizer.step()
+                loss_sum = loss_sum + loss.detach()
+            row: dict[str, float] = {"epoch": float(epoch), "train_loss": float(loss_sum) / steps_per_epoch / E}
+            if self.bilevel is not None and epoch % self.outer_every == 0:
+                out = self.bilevel.step(model, (x_train, y_train), (x_hold, y_hold), generator=self.generator)
+                report.outer_steps.append(out)
+            model.eval()
+            ev = self.evaluate(x_hold, y_hold)
+            self.objective.observe_holdout(ev["mean"], y_hold)
+            row.update(holdout_nll=ev["nll"], holdout_mse=ev["mse"])
+            row.update(self.objective.extra_metrics())
+            report.epochs.append(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(nll=f"{ev['nll']:.3f}", mse=f"{ev['mse']:.4g}")
+            improved = (best - ev["nll_member"]) / best.abs().clamp_min(1e-8) > self.min_delta
+            if self.patience is None:
+                improved = torch.ones_like(improved)
+            if bool(improved.any()):
+                self._keep_members(best_state, improved)
+                best = torch.where(improved, ev["nll_member"], best)
+                best_epoch[improved.cpu()] = epoch
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+                if self.patience is not None and bad_epochs >= self.patience:
+                    report.stopped_early = True
+                    break
+        if bar is not None:
+            bar.close()
+        model.load_state_dict(best_state)
+        model.eval()
+        ev = self.evaluate(x_hold, y_hold)
+        self.objective.observe_holdout(ev["mean"], y_hold)
+        elites = torch.argsort(ev["nll_member"])[: model.num_elites]
+        model.set_elites(elites)
+        report.elites = elites.tolist()
+        report.best_epoch = int(best_epoch.float().mean().round())
+        report.holdout_nll = ev["nll"]
+        report.holdout_nll_per_dim = ev["nll_per_dim"].tolist()
+        report.holdout_mse = ev["mse"]
+        report.wall_time = time.perf_counter() - t0
+        self.fits += 1
+        return report
+
+    def _keep_members(self, best_state: dict[str, torch.Tensor], improved: torch.Tensor) -> None:
+        """Copy the current weights of the improved members into ``best_state``."""
+        E = self.model.ensemble_size
+        imp = improved.to(self.model.device)
+        for k, v in self.model.state_dict().items():
+            if v.ndim >= 1 and v.shape[0] == E and ("hidden" in k or "head" in k):
+                mask = imp.view(E, *([1] * (v.ndim - 1)))
+                best_state[k] = torch.where(mask, v.detach(), best_state[k])
+            else:
+                best_state[k] = v.detach().clone()
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer, RNG and bilevel state, for resuming an agent."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "device_generator": self.device_generator.get_state(),
+            "bilevel": None if self.bilevel is None else self.bilevel.state_dict(),
+            "fits": self.fits,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.device_generator.set_state(state["device_generator"])
+        if self.bilevel is not None and state.get("bilevel") is not None:
+            self.bilevel.load_state_dict(state["bilevel"])
+        self.fits = int(state.get("fits", 0))
+
+
+def numpy_metrics(report: FitReport) -> dict[str, float]:
+    """Headline numbers of a report as plain floats (for tables)."""
+    return {
+        "holdout_rmse": report.holdout_rmse,
+        "holdout_nll": report.holdout_nll,
+        "epochs": float(len(report.epochs)),
+        "wall_time": report.wall_time,
+        **({"u": report.outer_steps[-1].get("u", np.nan)} if report.outer_steps else {}),
+    }
