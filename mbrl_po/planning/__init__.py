@@ -14,7 +14,7 @@ from torch import Tensor
 from mbrl_po.planning.base import Objective, TrajectoryOptimizer, sanitize_returns, shift_sequence
 from mbrl_po.planning.cem import CEMConfig, CEMOptimizer
 from mbrl_po.planning.icem import ICEMConfig, ICEMOptimizer, colored_noise
-from mbrl_po.planning.mpc import MPCAgent, TrajectoryEvaluator
+from mbrl_po.planning.mpc import MPCAgent, TrajectoryEvaluatorFn
 from mbrl_po.planning.mppi import MPPIConfig, MPPIOptimizer
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "MPPIConfig",
     "MPPIOptimizer",
     "Objective",
-    "TrajectoryEvaluator",
+    "TrajectoryEvaluatorFn",
     "TrajectoryOptimizer",
     "colored_noise",
     "make_optimizer",

@@ -11,9 +11,9 @@ from torch import Tensor
 
 from mbrl_po.planning.base import TrajectoryOptimizer, as_bounds, shift_sequence
 
-__all__ = ["MPCAgent", "TrajectoryEvaluator"]
+__all__ = ["MPCAgent", "TrajectoryEvaluatorFn"]
 
-TrajectoryEvaluator = Callable[[Tensor, Tensor], Tensor]
+TrajectoryEvaluatorFn = Callable[[Tensor, Tensor], Tensor]
 """``trajectory_evaluator(obs: Tensor[O], action_sequences: Tensor[N, H, A]) -> Tensor[N]``."""
 
 
@@ -44,7 +44,7 @@ class MPCAgent:
     def __init__(
         self,
         optimizer: TrajectoryOptimizer,
-        trajectory_evaluator: TrajectoryEvaluator,
+        trajectory_evaluator: TrajectoryEvaluatorFn,
         action_low: Tensor | np.ndarray | None = None,
         action_high: Tensor | np.ndarray | None = None,
         device: torch.device | str | None = None,
