@@ -166,6 +166,35 @@ class PGObjective:
         loss = -(j / dim).sum()
         return loss, {"pg_reward": reward_mean, "entropy": entropy.detach().mean() / dim}
 
+    def loss_full_covariance(
+        self, mean: torch.Tensor, scale_tril: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The PG loss for a full-covariance Gaussian policy N(mean, L Lᵀ) (the paper's ``PG_Full_Cov``).
+
+        mean (..., B, T), scale_tril (..., B, T, T) lower triangular with positive diagonal, targets (..., B, T).
+        With U = (λ/2)Σ⁻¹ its optimum is N(μ, Σ) exactly; a diagonal model can only reach
+        σ_t² = λ / (2 U_tt). Returns the loss averaged over rows (and leading dims) and metrics.
+        """
+        u = self.reward_matrix.matrix().detach()
+        dim = mean.shape[-1]
+        dist = torch.distributions.MultivariateNormal(mean, scale_tril=scale_tril)
+        g = self.num_samples
+        eps = torch.randn((g, *mean.shape), generator=self.generator, device=mean.device, dtype=mean.dtype)
+        y_hat = mean + (scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+        entropy = dist.entropy()
+        if self.estimator == "pathwise":
+            r = self._transform(mahalanobis_reward(y_hat - targets, u, False))
+            j = r.mean(0) + self.entropy_weight * entropy
+        else:
+            y_hat = y_hat.detach()
+            r = self._transform(mahalanobis_reward(y_hat - targets, u, False))
+            adv = r - (r.sum(0, keepdim=True) - r) / (g - 1) if self.baseline == "loo" else r
+            logp = dist.log_prob(y_hat)
+            if self.clip_logprob is not None:
+                logp = logp.clamp(-self.clip_logprob * dim, self.clip_logprob * dim)
+            j = (logp * adv.detach()).mean(0) + self.entropy_weight * entropy
+        return -(j / dim).mean(), {"pg_reward": r.detach().mean(), "entropy": entropy.detach().mean() / dim}
+
     def analytic_objective(
         self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, u: torch.Tensor
     ) -> torch.Tensor:

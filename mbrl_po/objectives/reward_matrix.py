@@ -5,7 +5,7 @@ is maximal at ``U* = (λ/2)Σ⁻¹`` (``../docs/objectives.md``). The choices:
 
 * ``identity``: U = I.
 * ``scaled``: U = λT / (2 tr Σ̂) · I (best scalar U).
-* ``inverse_cov``: U = (λ/2) Σ̂⁻¹, ``structure`` "full" or "diag".
+* ``inverse_cov``: U = (λ/2) Σ̂⁻¹, ``structure`` "diag" (default: right for diagonal models) or "full".
 * ``learned``: U = f(φ) positive definite, φ learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`.
 * ``fixed``: a user-given positive-definite matrix (or a scalar u for u·I).
 
@@ -103,7 +103,10 @@ class RewardMatrix(nn.Module):
         kind: one of ``REWARD_MATRICES``.
         entropy_weight: λ (> 0), which the heuristics scale with.
         covariance: Σ̂ source for ``scaled``/``inverse_cov``: ``residual`` (default) or ``marginal``.
-        structure: ``inverse_cov``: "full" (default) or "diag"; ``learned``: "scalar" (default), "diag", "full".
+        structure: ``inverse_cov``: "diag" (default) or "full"; ``learned``: "scalar" (default), "diag", "full".
+            For a diagonal-Gaussian model the PG optimum is σ_t² = λ / (2 U_tt), so the diagonal
+            U = (λ/2) diag(Σ̂)⁻¹ gives the likelihood-optimal σ_t² = Σ̂_tt, while the full (λ/2) Σ̂⁻¹ gives the
+            smaller conditional variances 1 / (Σ̂⁻¹)_tt (exact only for a full-covariance model).
         init: ``learned``: initial U (default 1.0 = identity); ``fixed``: the U to use (scalar or matrix).
         jitter: added to Σ̂'s diagonal (relative to its mean diagonal) before inverting.
     """
@@ -134,7 +137,7 @@ class RewardMatrix(nn.Module):
         self.kind = kind
         self.entropy_weight = float(entropy_weight)
         self.covariance = covariance
-        self.structure = structure or {"inverse_cov": "full", "learned": "scalar"}.get(kind, "full")
+        self.structure = structure or {"inverse_cov": "diag", "learned": "scalar"}.get(kind, "full")
         self.init = init
         self.jitter = jitter
         self.learned: PDMatrix | None = None

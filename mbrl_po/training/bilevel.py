@@ -46,7 +46,8 @@ class BilevelSolver:
         lr: outer Adam learning rate on φ (log-parameterised U).
         iterations: CG iterations or Neumann terms.
         damping: δ added to the inner Hessian (it is not PD for a neural network).
-        neumann_alpha: step α of the Neumann series and of ``one_step``.
+        neumann_alpha: step α of ``one_step``, and the upper limit of the Neumann series' step (which is also
+            kept below 1/λ_max of the Hessian, estimated by power iteration).
         hypergrad_clip: max norm of the hypergradient.
         max_rows: rows of inner and outer data used per hypergradient (random subset).
     """
@@ -157,13 +158,14 @@ class BilevelSolver:
             if method == "one_step":
                 v = [self.neumann_alpha * g for g in g_out]
             elif method == "neumann":
+                alpha = self._neumann_step(hvp, g_out)
                 v = [g.clone() for g in g_out]
                 p_k = [g.clone() for g in g_out]
                 for _ in range(self.iterations):
                     hp = hvp(p_k)
-                    p_k = [p - self.neumann_alpha * h for p, h in zip(p_k, hp, strict=True)]
+                    p_k = [p - alpha * h for p, h in zip(p_k, hp, strict=True)]
                     v = [a + b for a, b in zip(v, p_k, strict=True)]
-                v = [self.neumann_alpha * a for a in v]
+                v = [alpha * a for a in v]
             else:
                 v, residual = self._cg(hvp, g_out)
             dot = sum((g * vv.detach()).sum() for g, vv in zip(g_in, v, strict=True))
@@ -172,29 +174,49 @@ class BilevelSolver:
         info = HypergradientInfo(float(outer_loss.detach() / mo.shape[0]), float(-inner_loss.detach()), residual)
         return hyper.detach(), info
 
+    def _neumann_step(self, hvp, b: list[torch.Tensor], power_iters: int = 5) -> float:  # noqa: ANN001
+        """α = min(neumann_alpha, 1/λ_max(H)) from a few power iterations, so the series converges."""
+        v = [t / (torch.sqrt(sum((u * u).sum() for u in b)) + 1e-30) for t in b]
+        lam = 0.0
+        for _ in range(power_iters):
+            hv = hvp(v)
+            norm = torch.sqrt(sum((h * h).sum() for h in hv))
+            lam = float(norm)
+            v = [h / (norm + 1e-30) for h in hv]
+        return min(self.neumann_alpha, 1.0 / max(lam, 1e-12))
+
     def _cg(self, hvp, b: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:  # noqa: ANN001
+        """Conjugate gradient on (H + δI) v = b, returning the iterate with the smallest residual.
+
+        The inner Hessian of a neural network is indefinite, so CG may stall or diverge; stopping on negative
+        curvature and keeping the best iterate makes it safe. With no progress at all it falls back to
+        ``neumann_alpha * b`` (the one-step approximation).
+        """
         x = [torch.zeros_like(t) for t in b]
         r = [t.clone() for t in b]
         p = [t.clone() for t in b]
         rs = sum((t * t).sum() for t in r)
         b_norm = float(torch.sqrt(rs)) + 1e-30
+        best_x, best_res = None, 1.0
         for _ in range(self.iterations):
             ap = hvp(p)
             pap = sum((a * c).sum() for a, c in zip(p, ap, strict=True))
-            if pap <= 0:  # negative curvature: stop with the current iterate
+            if pap <= 0:  # negative curvature: stop
                 break
             alpha = rs / pap
             x = [a + alpha * c for a, c in zip(x, p, strict=True)]
             r = [a - alpha * c for a, c in zip(r, ap, strict=True)]
             rs_new = sum((t * t).sum() for t in r)
-            if float(torch.sqrt(rs_new)) < 1e-6 * b_norm:
-                rs = rs_new
+            res = float(torch.sqrt(rs_new)) / b_norm
+            if res < best_res:
+                best_x, best_res = [t.clone() for t in x], res
+            if res < 1e-6:
                 break
             p = [a + (rs_new / rs) * c for a, c in zip(r, p, strict=True)]
             rs = rs_new
-        if all(float(t.abs().sum()) == 0 for t in x):  # no positive-curvature direction found
-            x = [self.neumann_alpha * t for t in b]
-        return x, float(torch.sqrt(rs)) / b_norm
+        if best_x is None:
+            return [self.neumann_alpha * t for t in b], 1.0
+        return best_x, best_res
 
     def step(
         self,

@@ -1,0 +1,131 @@
+"""DynamicsTrainer: inputs, splitting, early stopping, elites, determinism and error messages."""
+
+import numpy as np
+import pytest
+import torch
+
+from mbrl_po import DynamicsTrainer, GaussianEnsemble
+
+
+def _data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    nxt = obs + 0.2 * np.tanh(obs) + 0.1 * act.sum(1, keepdims=True) + 0.05 * rng.normal(size=(n, 3))
+    rew = -np.sum(obs**2, 1) + 0.1 * rng.normal(size=n)
+    return obs, act, nxt.astype(np.float32), rew.astype(np.float32)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return GaussianEnsemble(3, 2, ensemble_size=3, num_elites=2, hidden_sizes=(32, 32))
+
+
+def _trainer(model, objective="nll", **kw):
+    kw.setdefault("max_epochs", 20)
+    return DynamicsTrainer(model, objective, progress=False, batch_size=64, **kw)
+
+
+@pytest.mark.parametrize("objective", ["nll", "mse", "pg"])
+def test_fit_learns_and_reports(objective):
+    obs, act, nxt, rew = _data()
+    model = _model()
+    report = _trainer(model, objective, patience=None, lr=5e-3).fit(obs, act, nxt, rew)
+    first, last = report.epochs[0], report.epochs[-1]
+    assert len(report.epochs) == 20
+    assert last["holdout_mse"] < 0.3 * first["holdout_mse"], (first, last)
+    assert {"train_loss", "holdout_nll", "holdout_mse"} <= set(last)
+    assert len(report.holdout_nll_per_dim) == 4
+    assert report.train_size + report.holdout_size == 600 and report.holdout_size == 60
+    assert sorted(report.elites) == sorted(model.elite_idx.tolist()) and len(report.elites) == 2
+    if objective == "pg":
+        assert "u" in last  # the current U is logged every epoch
+
+
+def test_nll_beats_untrained_and_elites_are_the_best_members():
+    obs, act, nxt, rew = _data()
+    model = _model()
+    trainer = _trainer(model)
+    report = trainer.fit(obs, act, nxt, rew)
+    x = model.make_inputs(torch.as_tensor(obs), torch.as_tensor(act))
+    y = model.make_targets(torch.as_tensor(obs), torch.as_tensor(nxt), torch.as_tensor(rew))
+    per_member = trainer.evaluate(x, y)["nll_member"]
+    assert report.holdout_nll < 0.0
+    assert set(report.elites) == set(torch.argsort(per_member)[:2].tolist()) or len(set(report.elites)) == 2
+
+
+def test_early_stopping_stops_and_keeps_best_weights():
+    obs, act, nxt, rew = _data(n=200)
+    model = _model()
+    report = _trainer(model, lr=3e-3, max_epochs=400, patience=3).fit(obs, act, nxt, rew)
+    assert report.stopped_early and len(report.epochs) < 400
+    best = min(e["holdout_nll"] for e in report.epochs)
+    assert report.holdout_nll <= report.epochs[-1]["holdout_nll"] + 1e-6
+    assert report.holdout_nll <= best + 0.5  # per-member best snapshot, not the last epoch
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    data = _data()
+    w = []
+    for model_seed, trainer_seed in ((0, 0), (0, 0), (0, 1)):
+        model = _model(model_seed)
+        _trainer(model, "pg", seed=trainer_seed, max_epochs=3).fit(*data)
+        w.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(w[0], w[1])
+    assert not torch.equal(w[0], w[2])
+
+
+def test_accepts_tensors_and_sb3_replay_buffer():
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    obs, act, nxt, rew = _data(n=300)
+    buf = ReplayBuffer(300, spaces.Box(-10, 10, (3,)), spaces.Box(-1, 1, (2,)), device="cpu")
+    for i in range(300):
+        buf.add(obs[i : i + 1], nxt[i : i + 1], act[i : i + 1], rew[i : i + 1], np.array([False]), [{}])
+    model_a, model_b = _model(), _model()
+    rep_a = _trainer(model_a, max_epochs=2).fit(buf)
+    rep_b = _trainer(model_b, max_epochs=2).fit(*(torch.as_tensor(a) for a in (obs, act, nxt, rew)))
+    assert rep_a.train_size == rep_b.train_size == 270
+    for pa, pb in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda d: (d[0].copy() * np.nan, *d[1:]), "obs: contains .* NaN or inf"),
+        (lambda d: (d[0], d[1], d[2], np.where(np.arange(len(d[3])) == 3, np.inf, d[3])), "rewards: contains"),
+        (lambda d: (d[0], d[1][:-1], d[2], d[3]), "actions: has 599 rows but obs has 600"),
+        (lambda d: (d[0], d[1], d[2][:, :2], d[3]), "next_obs: has dim 2 but obs has dim 3"),
+        (lambda d: (d[0][:, :2], d[1], d[2][:, :2], d[3]), "obs: has dim 2 but the model expects obs_dim=3"),
+        (lambda d: (d[0], d[1][:, :1], d[2], d[3]), "actions: has dim 1 but the model expects action_dim=2"),
+        (lambda d: tuple(a[:0] for a in d), "empty data"),
+        (lambda d: (d[0], d[1], d[2], d[3][:, None, None]), "rewards: expected shape"),
+    ],
+)
+def test_bad_data_raises_value_error_naming_the_field(mutate, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(_model()).fit(*mutate(_data()))
+
+
+def test_bad_trainer_arguments():
+    with pytest.raises(ValueError, match="objective.*allowed"):
+        _trainer(_model(), "maximum_likelihood")
+    with pytest.raises(ValueError, match="entropy_weight"):
+        DynamicsTrainer(_model(), "pg", objective_options={"entropy_weight": 0.0})
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        _trainer(_model(), holdout_fraction=1.0)
+    with pytest.raises(ValueError, match="precision"):
+        _trainer(_model(), precision="fp8")
+    with pytest.raises(ValueError, match="missing"):
+        _trainer(_model()).fit(np.zeros((3, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="unknown argument"):
+        _trainer(_model()).fit(*_data(), dones=np.zeros(600))
+
+
+def test_bf16_precision_trains_close_to_float32():
+    data = _data()
+    r32 = _trainer(_model(), max_epochs=10, patience=None).fit(*data)
+    r16 = _trainer(_model(), max_epochs=10, patience=None, precision="bf16").fit(*data)
+    assert abs(r16.holdout_nll - r32.holdout_nll) < 0.1 * abs(r32.holdout_nll) + 0.05
