@@ -88,10 +88,25 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features).uniform_(-bound, bound))
 
+        self._cache: tuple | None = None
+
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         if members is None:
             return torch.baddbmm(self.bias, x, self.weight)
-        return torch.baddbmm(self.bias[members], x, self.weight[members])
+        weight, bias = self._member_params(members)
+        return torch.baddbmm(bias, x, weight)
+
+    def _member_params(self, members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights of a subset of members. Outside autograd the gathered copy is cached until the weights or
+        the index tensor change (planning calls the elites thousands of times between two trainings)."""
+        if torch.is_grad_enabled():
+            return self.weight[members], self.bias[members]
+        key = (members, members._version, self.weight._version, self.bias._version, self.weight.device)
+        c = self._cache
+        if c is None or c[0] is not members or c[1:] != key[1:]:
+            self._cache = (*key, self.weight[members], self.bias[members])
+            c = self._cache
+        return c[-2], c[-1]
 
 
 class Prediction(NamedTuple):

@@ -32,11 +32,23 @@ class NLLObjective(_Stateless):
 
 
 class MSEObjective(_Stateless):
-    """Mean squared error of the predicted mean; the variance head receives no gradient."""
+    """Mean squared error of the predicted mean.
+
+    Args:
+        fit_variance: also fit the variance head by Gaussian NLL with the mean *detached*, so the mean is
+            trained by MSE alone while sampling and NLL metrics stay meaningful (default). False leaves the
+            variance head untrained (the paper's pure MSE baseline, whose NLL is undefined).
+    """
 
     name = "mse"
 
+    def __init__(self, fit_variance: bool = True) -> None:
+        self.fit_variance = bool(fit_variance)
+
     def loss(self, model: torch.nn.Module, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        mean, _ = model(batch.inputs)
+        mean, logvar = model(batch.inputs)
         mse = ((mean - batch.targets) ** 2).mean(dim=(1, 2))
-        return mse.sum(), {"mse": mse.mean().detach()}
+        loss = mse.sum()
+        if self.fit_variance:
+            loss = loss + gaussian_nll(mean.detach(), logvar, batch.targets).mean(dim=(1, 2)).sum()
+        return loss, {"mse": mse.mean().detach()}

@@ -1,0 +1,281 @@
+"""Pieces every agent loop shares: run directory, metrics CSV, checkpoints, model metrics, evaluation."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from mbrl_po.config import AgentConfig, load_run_config
+from mbrl_po.data.replay_buffer import ReplayBuffer
+from mbrl_po.models.ensemble import GaussianEnsemble
+from mbrl_po.objectives.base import gaussian_nll
+from mbrl_po.training.bilevel import BilevelSolver
+from mbrl_po.training.trainer import DynamicsTrainer
+from mbrl_po.types import TransitionData
+
+METRIC_COLUMNS = (
+    "env_step",
+    "episode",
+    "episode_return",
+    "episode_length",
+    "eval_return",
+    "model_nll",
+    "model_mse",
+    "rollout_error",
+    "u",
+    "model_fit_s",
+    "wall_time",
+)
+"""Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: got 'cuda' but CUDA is not available here; allowed 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------- run dir
+class RunDir:
+    """A run's directory: ``config.toml``, ``metrics.csv``, ``checkpoints/``, ``learning_curve.png``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "checkpoints"
+
+    @classmethod
+    def create(cls, root: str | Path, cfg: AgentConfig, name: str | None = None) -> RunDir:
+        label = cfg.objective.label() if cfg.kind != "sac" else "modelfree"
+        name = name or f"{cfg.kind}-{cfg.env}-{label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = cls(Path(root) / name)
+        if run.path.exists() and any(run.path.iterdir()):
+            raise ValueError(f"run_dir: {run.path} exists and is not empty; use --resume to continue it")
+        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (run.path / "config.toml").write_text(cfg.to_toml())
+        with open(run.metrics_path, "w", newline="") as f:
+            csv.writer(f).writerow(METRIC_COLUMNS)
+        return run
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.ckpt_dir / "latest.pt"
+
+    def config(self) -> AgentConfig:
+        path = self.path / "config.toml"
+        if not path.exists():
+            raise ValueError(f"resume: {self.path} has no config.toml; is it a run directory?")
+        return load_run_config(path)
+
+    def log(self, row: dict[str, Any]) -> None:
+        unknown = set(row) - set(METRIC_COLUMNS)
+        if unknown:
+            raise ValueError(f"metrics: unknown columns {sorted(unknown)}, allowed {list(METRIC_COLUMNS)}")
+        with open(self.metrics_path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
+            f.flush()
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_metrics(self, env_step: int) -> None:
+        """Drop rows logged after ``env_step`` (they will be logged again by the resumed run)."""
+        rows = [r for r in self.read_metrics() if int(r["env_step"]) <= env_step]
+        tmp = self.metrics_path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.metrics_path)
+
+    def save_checkpoint(self, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
+        """Atomically write ``state`` (torch) and the replay buffers (npz); the .pt is written last."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for name, buf in buffers.items():
+            buf.save(self.ckpt_dir / f"{name}.npz")
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+
+    def plot(self, title: str) -> Path | None:
+        """Learning curve (episode and eval returns vs env steps) next to metrics.csv."""
+        rows = self.read_metrics()
+        if not rows:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for col, style in (("episode_return", "."), ("eval_return", "o-")):
+            pts = [(int(r["env_step"]), float(r[col])) for r in rows if r[col] not in ("", None)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=col.replace("_", " "), alpha=0.8)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("return")
+        ax.set_title(title, fontsize=9)
+        ax.legend()
+        fig.tight_layout()
+        out = self.path / "learning_curve.png"
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------- RNG state
+def env_rng_state(env: gym.Env) -> dict[str, Any]:
+    """The env's and its action space's numpy RNG states (enough to replay resets and random actions)."""
+    return {
+        "np_random": env.unwrapped.np_random.bit_generator.state,
+        "action_space": env.action_space.np_random.bit_generator.state,
+    }
+
+
+def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
+    env.unwrapped.np_random.bit_generator.state = state["np_random"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model(cfg: AgentConfig, obs_dim: int, action_dim: int, learn_reward: bool, device: torch.device):
+    """The ensemble described by ``cfg.model`` (delta targets, normalised, PETS bounds)."""
+    m = cfg.model
+    return GaussianEnsemble(
+        obs_dim, action_dim, ensemble_size=m.ensemble_size, num_elites=m.num_elites, hidden_sizes=m.hidden_sizes,
+        activation=m.activation, learn_reward=learn_reward, device=device,
+    )
+
+
+def build_trainer(cfg: AgentConfig, model: GaussianEnsemble) -> DynamicsTrainer:
+    """The trainer for ``cfg.objective`` (a learned U gets a bilevel solver that persists across rounds)."""
+    o, m = cfg.objective, cfg.model
+    options: dict[str, Any] = {}
+    if o.name == "pg":
+        options = dict(
+            reward_matrix=o.reward_matrix, entropy_weight=o.entropy_weight, num_samples=o.num_samples,
+            estimator=o.estimator, baseline=o.baseline, reward_transform=o.reward_transform,
+            covariance=o.covariance, structure=o.structure or None,
+        )
+    trainer = DynamicsTrainer(
+        model, o.name, objective_options=options, lr=m.lr, weight_decay=m.weight_decay, batch_size=m.batch_size,
+        holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience, grad_clip=m.grad_clip,
+        precision=m.precision, seed=cfg.seed, progress=False,
+    )
+    if trainer.bilevel is not None:
+        trainer.bilevel = BilevelSolver(
+            trainer.objective, method=o.bilevel_method, lr=o.bilevel_lr, iterations=o.bilevel_iterations
+        )
+    return trainer
+
+
+@torch.no_grad()
+def model_metrics(model: GaussianEnsemble, fresh: TransitionData, ends: np.ndarray, horizon: int) -> dict[str, float]:
+    """Quality of the current model on real transitions it has not been trained on.
+
+    Args:
+        model: the ensemble (its elites are used).
+        fresh: (B, ·) real transitions in time order.
+        ends: (B,) bool, true where an episode ended (terminated or truncated) at that transition.
+        horizon: H of the open-loop rollout error.
+
+    Returns:
+        ``model_nll``: Gaussian NLL per output dim (raw units, elite mean); ``model_mse``: MSE of the elite-mean
+        next-state prediction; ``rollout_error``: RMSE of the next state after H open-loop steps (elite-mean
+        predictions fed back, real actions), over every start whose H steps stay inside one episode
+        (NaN when there is none).
+    """
+    if len(fresh) == 0:
+        return {}
+    elites = model.elite_idx
+    x = model.make_inputs(fresh.obs, fresh.actions)
+    y = model.make_targets(fresh.obs, fresh.next_obs, fresh.rewards)
+    mean, logvar = model(x, elites)
+    nll = (gaussian_nll(mean, logvar, y) + torch.log(model.target_normalizer.std)).mean()
+    pred = model.predict(fresh.obs, fresh.actions, elites).next_obs_mean.mean(0)
+    out = {"model_nll": float(nll), "model_mse": float(((pred - fresh.next_obs) ** 2).mean())}
+    n = len(fresh)
+    ends_t = torch.as_tensor(ends[:n], dtype=torch.int64)
+    csum = torch.cat([torch.zeros(1, dtype=torch.int64), ends_t.cumsum(0)])
+    starts = torch.arange(0, max(n - horizon + 1, 0))
+    # a segment [i, i+H) is valid when no episode ends at i..i+H-2 (the last step may end the episode)
+    valid = starts[(csum[starts + horizon - 1] - csum[starts]) == 0] if len(starts) else starts
+    if len(valid) == 0:
+        out["rollout_error"] = float("nan")
+        return out
+    valid = valid[:: max(1, len(valid) // 256)].to(fresh.obs.device)
+    obs = fresh.obs[valid]
+    for h in range(horizon):
+        obs = model.predict(obs, fresh.actions[valid + h], elites).next_obs_mean.mean(0)
+    out["rollout_error"] = float(((obs - fresh.next_obs[valid + horizon - 1]) ** 2).mean().sqrt())
+    return out
+
+
+def run_episodes(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int,
+                 on_reset: Callable[[], None] | None = None) -> float:
+    """Mean return of ``episodes`` episodes of ``act`` on ``env``, reset with seeds seed, seed+1, ..."""
+    returns = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        if on_reset is not None:
+            on_reset()
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def generator_state(g: torch.Generator) -> torch.Tensor:
+    return g.get_state()
+
+
+def progress_bar(total: int, desc: str, initial: int = 0, enabled: bool | None = None):  # noqa: ANN201
+    """A tqdm bar on stderr when it is a terminal (or when forced), else a no-op object."""
+    import sys
+
+    on = enabled if enabled is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
+    if not on:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...

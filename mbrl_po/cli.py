@@ -1,0 +1,140 @@
+"""The ``mbrl-po`` command line.
+
+    mbrl-po demo                         the README's quick comparison of MLE and PG dynamics models
+    mbrl-po train --agent pets --env inverted_pendulum --objective pg --reward-matrix learned --steps 2000
+    mbrl-po train --resume runs/<run>    continue a killed run from its last checkpoint
+    mbrl-po show-config --agent pets --env halfcheetah [--set planner.horizon=20]
+    mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from mbrl_po.config import AGENT_KINDS, load_agent_config, parse_set
+
+
+def _agent_class(kind: str) -> Any:
+    if kind == "pets":
+        from mbrl_po.agents.pets import PETS
+
+        return PETS
+    from mbrl_po.agents import mbpo
+
+    return mbpo.MBPO if kind == "mbpo" else mbpo.SAC
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over = parse_set(args.set or [])
+    flat = {"steps": args.steps, "seed": args.seed, "device": args.device}
+    for k, v in flat.items():
+        if v is not None:
+            over[k] = v
+    obj = over.setdefault("objective", {})
+    if args.objective is not None:
+        obj["name"] = args.objective
+    if args.reward_matrix is not None:
+        obj["reward_matrix"] = args.reward_matrix
+    if not obj:
+        over.pop("objective")
+    return over
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", default="pets", help=f"agent file in agents/ ({', '.join(AGENT_KINDS)}) or a path")
+    p.add_argument("--env", default=None, help="task name in envs/ (e.g. halfcheetah) or a path")
+    p.add_argument("--objective", default=None, help="dynamics objective: nll | mse | pg")
+    p.add_argument("--reward-matrix", default=None, help="pg only: identity | scaled | inverse_cov | learned")
+    p.add_argument("--steps", type=int, default=None, help="env steps, random initial steps included")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto | cpu | cuda")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. planner.horizon=20")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mbrl_po.agents.common import RunDir
+
+    if args.resume:
+        run = RunDir(args.resume)
+        cfg = run.config()
+        agent = _agent_class(cfg.kind).resume(run)
+        print(f"resuming {run.path} at env step {agent.step}", file=sys.stderr)
+    else:
+        cfg = load_agent_config(args.agent, args.env, _overrides(args))
+        run = RunDir.create(args.runs_dir, cfg, args.name)
+        print(f"run directory: {run.path}", file=sys.stderr)
+        agent = _agent_class(cfg.kind)(cfg, run)
+    result = agent.train()
+    print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    print(f"metrics: {run.metrics_path}")
+    return 0
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    print(load_agent_config(args.agent, args.env, _overrides(args)).to_toml(), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mbrl_po.demo import run_demo
+
+    run_demo(args.out, steps=args.steps, seed=args.seed)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.suite == "offline":
+        from mbrl_po.benchmark import offline
+
+        return int(offline.main(rest) or 0)
+    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline']")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mbrl-po", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="run an agent (pets | mbpo | sac) on a task")
+    _add_config_args(p)
+    p.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
+    p.add_argument("--name", default=None, help="run directory name (default: agent-env-objective-seed-time)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("show-config", help="print the resolved config of an agent on a task")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_show_config)
+
+    p = sub.add_parser("demo", help="short MLE-vs-PG comparison on CPU with embedded defaults")
+    p.add_argument("--out", default="mbrl_po_demo", help="output folder (table, plot, run directories)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run (default: the demo's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks: offline (more suites to come)")
+    p.add_argument("suite", help="offline")
+    p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "disable")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "bench":
+            return cmd_bench(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    except ValueError as e:  # configuration errors: one clear line, no traceback
+        print(f"mbrl-po: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,364 @@
+"""Agent configuration: frozen dataclasses, loaded from ``agents/<kind>.toml`` and validated at load.
+
+Merge order: the agent file < the task's ``[agent.<kind>]`` tables (``envs/<task>.toml``) < command-line
+flags and ``--set section.key=value`` overrides. Unknown sections, keys or values fail at load with the
+valid choices. The resolved config is written into every run directory as ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AGENT_KINDS = ("pets", "mbpo", "sac")
+OBJECTIVE_NAMES = ("nll", "mse", "pg")
+REWARD_MATRIX_NAMES = ("identity", "scaled", "inverse_cov", "learned")
+OPTIMIZERS = ("cem", "icem", "mppi")
+PROPAGATIONS = ("ts1", "ts_inf", "expectation", "mean")
+DEVICES = ("auto", "cpu", "cuda")
+
+AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
+DEFAULT_AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name}: got {value!r}, allowed {list(allowed)}{hint}")
+
+
+def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        raise ValueError(f"{name}: got {value!r}, allowed {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The dynamics ensemble and its trainer."""
+
+    ensemble_size: int = 7
+    num_elites: int = 5
+    hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
+    activation: str = "silu"
+    lr: float = 1e-3
+    weight_decay: float = 5e-5
+    batch_size: int = 256
+    max_epochs: int = 50  # per retraining round
+    patience: int = 5
+    holdout_fraction: float = 0.1
+    grad_clip: float = 10.0
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for k in ("ensemble_size", "num_elites", "batch_size", "max_epochs", "patience"):
+            _positive(f"model.{k}", getattr(self, k))
+        if self.num_elites > self.ensemble_size:
+            raise ValueError(
+                f"model.num_elites: got {self.num_elites}, allowed <= ensemble_size ({self.ensemble_size})"
+            )
+        _choice("model.precision", self.precision, ("float32", "bf16"))
+        _choice("model.activation", self.activation, ("silu", "relu", "tanh", "elu"))
+
+
+@dataclass(frozen=True)
+class ObjectiveSection:
+    """The dynamics objective: the axis under study."""
+
+    name: str = "nll"
+    reward_matrix: str = "learned"
+    entropy_weight: float = 1.0
+    num_samples: int = 5
+    estimator: str = "score"
+    baseline: str = "loo"
+    reward_transform: str = "none"
+    covariance: str = "residual"
+    structure: str = ""  # "" = the reward matrix's default
+    bilevel_method: str = "implicit"
+    bilevel_lr: float = 0.05
+    bilevel_iterations: int = 5
+
+    def __post_init__(self) -> None:
+        _choice("objective.name", self.name, OBJECTIVE_NAMES)
+        _choice("objective.reward_matrix", self.reward_matrix, REWARD_MATRIX_NAMES)
+        _positive("objective.entropy_weight", self.entropy_weight)
+        _choice("objective.estimator", self.estimator, ("score", "pathwise"))
+        _choice("objective.baseline", self.baseline, ("loo", "none"))
+        _choice("objective.reward_transform", self.reward_transform, ("none", "normalize", "rbf"))
+        _choice("objective.covariance", self.covariance, ("residual", "marginal"))
+        _choice("objective.structure", self.structure, ("", "scalar", "diag", "full"))
+        _choice("objective.bilevel_method", self.bilevel_method, ("implicit", "neumann", "one_step"))
+
+    def label(self) -> str:
+        """Short name for tables: ``nll``, ``mse`` or ``pg-<reward_matrix>``."""
+        return self.name if self.name != "pg" else f"pg-{self.reward_matrix}"
+
+
+@dataclass(frozen=True)
+class PlannerSection:
+    """PETS' model-predictive control."""
+
+    optimizer: str = "cem"
+    horizon: int = 15
+    population: int = 350
+    iterations: int = 5
+    particles: int = 20
+    elite_fraction: float = 0.1
+    alpha: float = 0.1
+    propagation: str = "ts1"
+    reward: str = "task"  # "task": the task's planning reward (exact/proxy); "learned": the model's reward head
+
+    def __post_init__(self) -> None:
+        _choice("planner.optimizer", self.optimizer, OPTIMIZERS)
+        _choice("planner.propagation", self.propagation, PROPAGATIONS)
+        _choice("planner.reward", self.reward, ("task", "learned"))
+        for k in ("horizon", "population", "iterations", "particles"):
+            _positive(f"planner.{k}", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class LoopSection:
+    """The outer loop: data collection, retraining, evaluation, checkpoints."""
+
+    init_steps: int = 1000  # random-action steps before the agent acts
+    train_every: int = 250
+    eval_every: int = 1000
+    eval_episodes: int = 1
+    checkpoint_every: int = 1000
+    rollout_error_horizon: int = 10
+
+    def __post_init__(self) -> None:
+        _positive("loop.init_steps", self.init_steps, allow_zero=True)
+        for k in ("train_every", "eval_every", "eval_episodes", "checkpoint_every", "rollout_error_horizon"):
+            _positive(f"loop.{k}", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class MBPOSection:
+    """MBPO: SAC on k-step model rollouts branched from real states."""
+
+    rollout_schedule: tuple[int, int, int, int] = (20, 150, 1, 15)  # [start_epoch, end_epoch, k_start, k_end]
+    epoch_length: int = 1000  # env steps per "epoch" of the schedule
+    rollouts_per_step: int = 400
+    updates_per_step: int = 20
+    real_ratio: float = 0.05
+    model_retain_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rollout_schedule", tuple(self.rollout_schedule))
+        if len(self.rollout_schedule) != 4:
+            raise ValueError(f"mbpo.rollout_schedule: got {self.rollout_schedule!r}, allowed 4 integers")
+        if not 0 <= self.real_ratio <= 1:
+            raise ValueError(f"mbpo.real_ratio: got {self.real_ratio!r}, allowed [0, 1]")
+        for k in ("epoch_length", "rollouts_per_step", "updates_per_step", "model_retain_epochs"):
+            _positive(f"mbpo.{k}", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class SACSection:
+    """Forwarded to stable_baselines3.SAC."""
+
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    target_entropy: float | str = "auto"
+    net_arch: tuple[int, ...] = (256, 256)
+    updates_per_step: int = 1  # plain SAC's gradient steps per env step
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net_arch", tuple(self.net_arch))
+        if isinstance(self.target_entropy, str) and self.target_entropy != "auto":
+            raise ValueError(f"sac.target_entropy: got {self.target_entropy!r}, allowed 'auto' or a number")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything a run needs. ``env`` is a task name (``envs/<name>.toml``) or a path."""
+
+    kind: str
+    env: str = "inverted_pendulum"
+    steps: int = 10_000
+    seed: int = 0
+    device: str = "auto"
+    model: ModelSection = field(default_factory=ModelSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    planner: PlannerSection = field(default_factory=PlannerSection)
+    loop: LoopSection = field(default_factory=LoopSection)
+    mbpo: MBPOSection = field(default_factory=MBPOSection)
+    sac: SACSection = field(default_factory=SACSection)
+
+    def __post_init__(self) -> None:
+        _choice("kind", self.kind, AGENT_KINDS)
+        _choice("device", self.device, DEVICES)
+        _positive("steps", self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+    def config_hash(self) -> str:
+        """Hash of everything but the seed (so seeds of one configuration share it)."""
+        d = self.to_dict()
+        d.pop("seed")
+        return hashlib.sha1(dump_toml(d).encode()).hexdigest()[:10]
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection, "objective": ObjectiveSection, "planner": PlannerSection,
+    "loop": LoopSection, "mbpo": MBPOSection, "sac": SACSection,
+}
+
+
+# ---------------------------------------------------------------------------------------------- TOML
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(d: dict[str, Any]) -> str:
+    """A minimal TOML writer for flat scalars and one level of tables (enough for our configs)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- build
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check (and gently coerce) a TOML value against a dataclass field annotation."""
+    origin = typing.get_origin(annotation)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+            raise ValueError(f"{name}: got {value!r} ({type(value).__name__}), allowed a {annotation.__name__}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name}: got {value!r}, allowed a list")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        for a in args:
+            try:
+                return _coerce(name, value, a)
+            except ValueError:
+                continue
+        raise ValueError(f"{name}: got {value!r}, allowed one of {[a.__name__ for a in args]}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{prefix}{key}: unknown key, allowed {names}{hint}")
+        if key in SECTIONS and cls is AgentConfig:
+            if not isinstance(value, dict):
+                raise ValueError(f"{key}: expected a table, got {value!r}")
+            kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
+        else:
+            kwargs[key] = _coerce(f"{prefix}{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["planner.horizon=30", "objective.name=pg"]`` -> nested dict; values are TOML literals or strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def agents_dir() -> Path:
+    return Path(os.environ.get(AGENTS_DIR_VAR, DEFAULT_AGENTS_DIR))
+
+
+def read_agent_file(kind_or_path: str) -> dict[str, Any]:
+    """Read ``agents/<kind>.toml`` (or a path) into a dict."""
+    path = Path(kind_or_path)
+    if path.suffix != ".toml":
+        path = agents_dir() / f"{kind_or_path}.toml"
+        if not path.exists():
+            avail = sorted(p.stem for p in agents_dir().glob("*.toml"))
+            raise ValueError(f"agent: got {kind_or_path!r}, available {avail} (in {agents_dir()})")
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def load_agent_config(
+    agent: str,
+    env: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    task_overrides: dict[str, Any] | None = None,
+) -> AgentConfig:
+    """Resolve an agent config: agent file < the task's ``[agent.<kind>]`` < ``overrides``.
+
+    Args:
+        agent: agent name (``agents/<agent>.toml``) or path to a TOML file.
+        env: task name; defaults to the agent file's ``env``.
+        overrides: nested dict of final overrides (from CLI flags and ``--set``).
+        task_overrides: the task's per-agent tables; read from the task file when None.
+    """
+    data = read_agent_file(agent)
+    data = _merge(data, {"env": env} if env else {})
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if k == "env"})
+    kind = data.get("kind", agent)
+    if task_overrides is None:
+        from mbrl_po.envs.task import load_task
+
+        task_overrides = load_task(data.get("env", "inverted_pendulum")).agent_config(kind)
+    data = _merge(data, task_overrides or {})
+    data = _merge(data, overrides or {})
+    return _build(AgentConfig, data, "")
+
+
+def load_run_config(path: str | Path) -> AgentConfig:
+    """Read a resolved ``config.toml`` written into a run directory."""
+    with open(path, "rb") as f:
+        return _build(AgentConfig, tomllib.load(f), "")
