@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see mbrl_po/__init__.py
+
 from mbrl_po.config import AGENT_KINDS, load_agent_config, parse_set
 
 

@@ -1,9 +1,10 @@
 import os
 
-import pytest
-import torch
-
 os.environ.setdefault("MUJOCO_GL", "disable")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: no spinning on a shared CPU
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
