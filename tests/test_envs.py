@@ -38,7 +38,7 @@ EXPECTED = {
     "humanoid": ("Humanoid-v5", 348, 17, "humanoid", "humanoid_proxy"),
     "humanoid_truncated": ("Humanoid-v5", 45, 17, "humanoid", "humanoid_proxy"),
     "swimmer": ("Swimmer-v5", 8, 2, "none", "swimmer_proxy"),
-    "inverted_pendulum": ("InvertedPendulum-v5", 4, 1, "inverted_pendulum", "inverted_pendulum"),
+    "inverted_pendulum": ("InvertedPendulum-v5", 4, 1, "inverted_pendulum", "inverted_pendulum_shaped"),
     "inverted_double_pendulum": (
         "InvertedDoublePendulum-v5",
         9,
@@ -83,9 +83,11 @@ def test_toml_loads_with_expected_fields(name: str) -> None:
     assert task.planning_reward == planning_reward
     assert task.reward_fn() is None
     assert callable(task.termination_fn()) and callable(task.planning_reward_fn())
+    from mbrl_po.config import SECTIONS, load_agent_config
+
     for agent, sections in task.agent_overrides.items():
-        allowed = {"pets": {"planner"}, "mbpo": {"mbpo", "sac"}}[agent]
-        assert set(sections) <= allowed
+        assert set(sections) <= set(SECTIONS)
+        load_agent_config(agent, name)  # the overrides are valid keys and values
     if name in MBPO:
         schedule, updates, entropy = MBPO[name]
         mbpo = task.agent_config("mbpo")

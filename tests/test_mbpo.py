@@ -97,8 +97,10 @@ def _check_run(run: RunDir, out: dict[str, float], steps: int, model: bool, lear
         assert all(bool(r["u"]) == learned_u for r in model_rows)
     else:
         assert not any(r[c] for r in rows for c in model_cols)
-    assert run.checkpoint_path.exists() and (run.ckpt_dir / "buffer.npz").exists()
-    assert (run.ckpt_dir / "model_buffer.npz").exists() == model
+    state = run.load_checkpoint()
+    assert run.checkpoint_path.exists() and (run.ckpt_dir / state["buffer_files"]["buffer"]).exists()
+    assert ("model_buffer" in state["buffer_files"]) == model
+    assert len(list(run.ckpt_dir.glob("*.npz"))) == len(state["buffer_files"])  # older buffer files removed
     assert (run.path / "learning_curve.png").exists()
 
 

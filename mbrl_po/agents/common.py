@@ -105,18 +105,36 @@ class RunDir:
         os.replace(tmp, self.metrics_path)
 
     def save_checkpoint(self, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
-        """Atomically write ``state`` (torch) and the replay buffers (npz); the .pt is written last."""
+        """Write a checkpoint so that a kill at any moment leaves the previous one intact.
+
+        Each buffer goes to a new file named after the checkpoint's env step; ``latest.pt`` (which names those
+        files) is then replaced atomically; only after that are the previous buffer files removed.
+        """
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tag = f"{int(state.get('step', 0)):09d}"
+        files = {}
         for name, buf in buffers.items():
-            buf.save(self.ckpt_dir / f"{name}.npz")
+            files[name] = f"{name}-{tag}.npz"
+            buf.save(self.ckpt_dir / files[name])
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
+        torch.save({**state, "buffer_files": files}, tmp)
         os.replace(tmp, self.checkpoint_path)
+        keep = set(files.values())
+        for old in self.ckpt_dir.glob("*.npz"):
+            if old.name not in keep:
+                old.unlink()
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():
             return None
         return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+
+    def load_buffer(self, state: dict[str, Any], name: str) -> ReplayBuffer:
+        """The replay buffer ``name`` saved with the checkpoint ``state``."""
+        files = state.get("buffer_files", {})
+        if name not in files:
+            raise ValueError(f"resume: checkpoint has no buffer {name!r} (has {sorted(files)})")
+        return ReplayBuffer.load(self.ckpt_dir / files[name])
 
     def plot(self, title: str) -> Path | None:
         """Learning curve (episode and eval returns vs env steps) next to metrics.csv."""

@@ -338,7 +338,7 @@ class _SACLoop:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the buffers (saved next to it as ``buffer.npz`` / ``model_buffer.npz``)."""
+        """Everything but the buffers (saved next to it as ``buffer-<step>.npz`` / ``model_buffer-<step>.npz``)."""
         sac = self.sac
         state: dict[str, Any] = {
             "step": self.step,
@@ -423,9 +423,9 @@ class _SACLoop:
             run.truncate_metrics(-1)
             return agent
         agent.load_state_dict(state)
-        agent.buffer = agent.sampler.real = ReplayBuffer.load(run.ckpt_dir / "buffer.npz")
+        agent.buffer = agent.sampler.real = run.load_buffer(state, "buffer")
         if agent.uses_model:
-            agent.model_buffer = agent.sampler.model = ReplayBuffer.load(run.ckpt_dir / "model_buffer.npz")
+            agent.model_buffer = agent.sampler.model = run.load_buffer(state, "model_buffer")
         if agent._buffer_sizes() != state["buffer_sizes"]:
             raise ValueError(
                 f"resume: the buffers in {run.ckpt_dir} (size, position) {agent._buffer_sizes()} do not match "

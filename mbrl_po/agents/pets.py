@@ -214,6 +214,6 @@ class PETS:
             run.truncate_metrics(-1)
             return agent
         agent.load_state_dict(state)
-        agent.buffer = ReplayBuffer.load(run.ckpt_dir / "buffer.npz")
+        agent.buffer = run.load_buffer(state, "buffer")
         run.truncate_metrics(agent.step)
         return agent

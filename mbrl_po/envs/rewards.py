@@ -68,6 +68,29 @@ def inverted_pendulum(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.T
     return alive.to(next_obs.dtype)
 
 
+def inverted_pendulum_shaped(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """A shaped *planning* reward for InvertedPendulum-v5 (not the env's reward).
+
+    The env pays 1 per step while |angle| <= 0.2, which gives a short-horizon planner nothing to prefer among
+    plans that all survive the horizon, so the cart drifts until it is too late. This adds smooth terms that
+    keep the pole upright and the cart centred:
+    ``alive * max(2 - (angle / 0.2)^2 - 0.1 x^2 - 0.01 angle_vel^2, 0.05)``: positive while alive, so falling
+    (0 from then on) is never preferred.
+    Returns reported by the agents are always the env's own.
+
+    Args:
+        obs: (..., 4) observations (unused).
+        action: (..., 1) actions (unused).
+        next_obs: (..., 4) next observations ``[x, angle, x_vel, angle_vel]``.
+
+    Returns:
+        (...) planning rewards.
+    """
+    alive = inverted_pendulum(obs, action, next_obs)
+    x, angle, ang_vel = next_obs[..., 0], next_obs[..., 1], next_obs[..., 3]
+    return alive * (2.0 - (angle / 0.2) ** 2 - 0.1 * x**2 - 0.01 * ang_vel**2).clamp_min(0.05)
+
+
 def inverted_double_pendulum(
     obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, *, healthy_reward: float = 10.0
 ) -> torch.Tensor:
@@ -442,6 +465,7 @@ def humanoid_proxy(
 
 REWARDS: dict[str, RewardFn] = {
     "inverted_pendulum": inverted_pendulum,
+    "inverted_pendulum_shaped": inverted_pendulum_shaped,
     "inverted_double_pendulum": inverted_double_pendulum,
     "reacher": reacher,
     "pusher": pusher,

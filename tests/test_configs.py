@@ -1,0 +1,49 @@
+"""Every envs/*.toml x agents/*.toml pair loads, validates and builds its agent (without training)."""
+
+from pathlib import Path
+
+import pytest
+
+from mbrl_po.cli import _agent_class, main
+from mbrl_po.config import load_agent_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVS = sorted(p.stem for p in (ROOT / "envs").glob("*.toml"))
+AGENTS = sorted(p.stem for p in (ROOT / "agents").glob("*.toml"))
+
+
+def test_there_are_tasks_and_agents():
+    assert {"halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer", "inverted_pendulum",
+            "inverted_double_pendulum", "reacher", "pusher"} <= set(ENVS)
+    assert {"pets", "mbpo", "sac"} <= set(AGENTS)
+
+
+@pytest.mark.mujoco
+@pytest.mark.parametrize("agent", AGENTS)
+@pytest.mark.parametrize("env", ENVS)
+def test_every_pair_loads_and_builds(agent, env):
+    small = {"device": "cpu", "steps": 10, "model": {"hidden_sizes": [8], "ensemble_size": 2, "num_elites": 1}}
+    cfg = load_agent_config(agent, env, small)
+    assert cfg.env == env
+    built = _agent_class(cfg.kind)(cfg, None)
+    assert built.step == 0
+
+
+def test_task_overrides_reach_the_agent_config():
+    cfg = load_agent_config("pets", "halfcheetah")
+    assert cfg.planner.horizon == 30
+    cfg = load_agent_config("mbpo", "hopper")
+    assert cfg.mbpo.rollout_schedule == (20, 150, 1, 15) and cfg.sac.target_entropy == -1.0
+    # command-line overrides win over the task file
+    cfg = load_agent_config("pets", "halfcheetah", {"planner": {"horizon": 7}})
+    assert cfg.planner.horizon == 7
+
+
+def test_cli_reports_bad_keys_with_choices(capsys):
+    assert main(["show-config", "--agent", "pets", "--env", "hopper", "--set", "planner.optimiser=cem"]) == 2
+    err = capsys.readouterr().err
+    assert "planner.optimiser: unknown key" in err and "did you mean 'optimizer'" in err
+    assert main(["show-config", "--agent", "pets", "--objective", "pg", "--reward-matrix", "inverse-cov"]) == 2
+    assert "allowed ['identity', 'scaled', 'inverse_cov', 'learned']" in capsys.readouterr().err
+    assert main(["show-config", "--agent", "pets", "--env", "hopper", "--set", "planner.horizon=9"]) == 0
+    assert "horizon = 9" in capsys.readouterr().out
