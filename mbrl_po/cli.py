@@ -5,6 +5,8 @@
     mbrl-po train --resume runs/<run>    continue a killed run from its last checkpoint
     mbrl-po show-config --agent pets --env halfcheetah [--set planner.horizon=20]
     mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
+    mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
+    mbrl-po report cpu                   tables and learning curves of a suite from its runs.csv alone
 """
 
 from __future__ import annotations
@@ -92,7 +94,17 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
         from mbrl_po.benchmark import offline
 
         return int(offline.main(rest) or 0)
-    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline']")
+    if args.suite == "online":
+        from mbrl_po.benchmark import online
+
+        return int(online.main(rest) or 0)
+    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline', 'online']")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mbrl_po.benchmark import report
+
+    return int(report.main([args.suite, "--results-dir", args.results_dir]) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,9 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="benchmarks: offline (more suites to come)")
-    p.add_argument("suite", help="offline")
+    p = sub.add_parser("bench", help="benchmarks: offline | online SUITE (see docs/results/README.md)")
+    p.add_argument("suite", help="offline | online")
     p.set_defaults(func=None)
+
+    p = sub.add_parser("report", help="regenerate docs/results/SUITE/summary.md and plots from runs.csv")
+    p.add_argument("suite", help="results folder name, e.g. cpu")
+    p.add_argument("--results-dir", default="docs/results", help="parent of <SUITE>/runs.csv")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,256 @@
+"""Online suites: suite validation, the distractor wrapper, a tiny sweep end to end (runs.csv schema, report from
+the CSV alone, no re-run of finished trials), failure -> retry -> failures.csv -> resume, the gpu suite at a
+tiny scale on CPU, and the process-pool and Ray backends."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mbrl_po.agents.common import RunDir
+from mbrl_po.benchmark import online, report
+from mbrl_po.benchmark.online import FAILURE_COLUMNS, ROW_COLUMNS, Sweep, append_rows, read_csv
+from mbrl_po.benchmark.suites import DerivedTask, load_suite, make_wrapped_env, suite_from_dict
+
+TINY_SUITE = """
+name = "tiny"
+seeds = 2
+
+[objectives.nll]
+name = "nll"
+[objectives.pg-learned]
+name = "pg"
+reward_matrix = "learned"
+
+[tasks.ip50]
+base = "inverted_pendulum"
+max_episode_steps = 50
+
+[[cells]]
+agent = "pets"
+tasks = ["ip50"]
+objectives = ["nll"]
+steps = 120
+[cells.set]
+device = "cpu"
+model = { ensemble_size = 2, num_elites = 1, hidden_sizes = [16, 16], max_epochs = 2, batch_size = 32 }
+planner = { horizon = 5, population = 16, particles = 2, iterations = 1 }
+loop = { init_steps = 60, train_every = 60, eval_every = 60, checkpoint_every = 30 }
+
+[[cells]]
+agent = "sac"
+tasks = ["ip50"]
+steps = 120
+[cells.set]
+device = "cpu"
+sac = { batch_size = 16, net_arch = [16, 16] }
+loop = { init_steps = 40, eval_every = 60, checkpoint_every = 30 }
+"""
+
+
+def _suite_file(tmp_path: Path, text: str = TINY_SUITE, name: str = "tiny") -> Path:
+    path = tmp_path / "suites" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _sweep(tmp_path: Path, suite: Path, log: list[str] | None = None, **kw) -> Sweep:  # noqa: ANN003
+    only = kw.pop("only", None)
+    trials = load_suite(suite).trials(only=only)
+    return Sweep(trials, tmp_path / "results" / "tiny", tmp_path / "runs" / "tiny", threads=1, commit="test",
+                 log=(log.append if log is not None else (lambda s: None)), **kw)
+
+
+# ---------------------------------------------------------------------------------------------- suites
+def test_suite_validation_names_the_field(tmp_path):
+    base = {"seeds": 2, "objectives": {"nll": {"name": "nll"}},
+            "cells": [{"agent": "pets", "tasks": ["inverted_pendulum"], "steps": 1000}]}
+    suite_from_dict(base, "ok")
+    bad = [
+        ({**base, "seed": 3}, "seed: unknown key"),
+        ({**base, "objectives": {"x": {"name": "mle"}}}, "objective.name: got 'mle'"),
+        ({**base, "cells": [{**base["cells"][0], "agent": "dreamer"}]}, "agent: got 'dreamer'"),
+        ({**base, "cells": [{**base["cells"][0], "tasks": ["nope"]}]}, "unknown task 'nope'"),
+        ({**base, "cells": [{**base["cells"][0], "objectives": ["pg"]}]}, "objectives: got 'pg'"),
+        ({**base, "cells": [{**base["cells"][0], "steps": 1001}]}, "multiple of loop.eval_every"),
+        ({**base, "cells": [{**base["cells"][0], "set": {"planner": {"horizon": 0}}}]}, "planner.horizon: got 0"),
+        ({**base, "cells": [{**base["cells"][0], "set": {"seed": 1}}]}, "set.seed"),
+        ({**base, "tasks": {"d": {"base": "inverted_pendulum", "distractor_dims": -1}}}, "distractor_dims: got -1"),
+    ]
+    for data, msg in bad:
+        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(".", r"\.")):
+            suite_from_dict(data, "bad")
+
+
+def test_trial_ids_are_stable_and_cover_config_and_seed(tmp_path):
+    path = _suite_file(tmp_path)
+    a, b = load_suite(path).trials(), load_suite(path).trials()
+    assert [t.trial_id for t in a] == [t.trial_id for t in b]
+    assert len({t.trial_id for t in a}) == len(a) == 4
+    assert [t.seed for t in a] == [0, 0, 1, 1]  # seed-major
+    t = a[0]
+    assert (t.agent, t.task, t.env_id, t.objective, t.seed) == ("pets", "ip50", "InvertedPendulum-v5", "nll", 0)
+    scaled = load_suite(path).trials(budget_scale=0.5)
+    assert scaled[0].steps == 60 and scaled[0].trial_id != t.trial_id
+    other = load_suite(path).trials(overrides={"model": {"lr": 3e-4}})
+    assert other[0].trial_id != t.trial_id and other[0].config.config_hash() != t.config.config_hash()
+    assert [x.label for x in load_suite(path).trials(only="sac/*/s1")] == ["sac/ip50/model-free/s1"]
+
+
+def test_shipped_suites_load_with_the_requested_cells():
+    cpu = load_suite("cpu").trials()
+    cells = {(t.agent, t.env_id, t.objective_label) for t in cpu}
+    for env in ("InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5"):
+        for obj in ("nll", "pg-learned", "pg-inverse_cov-residual"):
+            assert ("pets", env, obj) in cells
+    for env in ("InvertedPendulum-v5", "Hopper-v5"):
+        assert {("mbpo", env, o) for o in ("nll", "pg-learned", "pg-inverse_cov-residual")} <= cells
+    assert {e for a, e, _ in cells if a == "sac"} == {"InvertedPendulum-v5", "InvertedDoublePendulum-v5",
+                                                     "Reacher-v5", "Hopper-v5"}
+    assert {t.seed for t in cpu} == set(range(5)) and len(cpu) == 95
+    stress = load_suite("cpu-stress").trials()
+    assert {t.config.model.hidden_sizes for t in stress} == {(64, 64, 64)} and len(stress) == 45
+    assert any("distractors=16" in t.env_variant for t in stress)
+    gpu = load_suite("gpu").trials()
+    steps = {(t.agent, t.env_id): t.steps for t in gpu}
+    assert steps[("pets", "HalfCheetah-v5")] == 300_000 and steps[("mbpo", "Hopper-v5")] == 125_000
+    assert steps[("mbpo", "Walker2d-v5")] == 300_000
+
+
+def test_distractor_wrapper_appends_noise_dims_and_is_seeded():
+    env = make_wrapped_env("InvertedPendulum-v5", distractor_dims=3, distractor_std=2.0, obs_noise_std=0.1)
+    assert env.observation_space.shape == (7,)
+    o1, _ = env.reset(seed=3)
+    o2, *_ = env.step(np.zeros(1))
+    o1b, _ = env.reset(seed=3)
+    assert o1.shape == (7,) and np.allclose(o1, o1b)
+    assert not np.allclose(o1[4:], o2[4:])  # fresh noise every step
+    d = DerivedTask("ipd", "inverted_pendulum", distractor_dims=3)
+    task = d.task_config()
+    assert task.env_kwargs["env_id"] == "InvertedPendulum-v5" and "distractors=3" in d.variant()
+    assert 'id = "mbrl_po.benchmark.suites:make_wrapped_env"' in d.task_toml()
+
+
+# ---------------------------------------------------------------------------------------------- sweeps
+@pytest.mark.mujoco
+def test_tiny_sweep_end_to_end_report_and_no_rerun(tmp_path, monkeypatch):
+    suite = _suite_file(tmp_path)
+    log: list[str] = []
+    sweep = _sweep(tmp_path, suite, log)
+    assert sweep.run() == 0
+    rows = read_csv(sweep.runs_csv)
+    with open(sweep.runs_csv) as f:
+        assert next(csv.reader(f)) == list(ROW_COLUMNS)
+    assert len({r["trial_id"] for r in rows}) == 4
+    assert len(rows) == 8  # one row per eval point: steps 60 and 120
+    pets = [r for r in rows if r["agent"] == "pets"]
+    assert {r["env_id"] for r in rows} == {"InvertedPendulum-v5"} and {r["task"] for r in rows} == {"ip50"}
+    assert all(r["model_nll"] != "" for r in pets if r["env_step"] == "120")
+    assert all(r["model_nll"] == "" and r["objective"] == "none" for r in rows if r["agent"] == "sac")
+    assert all(r["commit"] == "test" and "host=" in r["machine"] and float(r["wall_time"]) > 0 for r in rows)
+
+    # the report needs runs.csv and nothing else
+    alone = tmp_path / "alone" / "tiny"
+    alone.mkdir(parents=True)
+    shutil.copy(sweep.runs_csv, alone / "runs.csv")
+    summary, pngs = report.write_report(tmp_path / "alone", "tiny")
+    text = summary.read_text()
+    assert "InvertedPendulum-v5" in text and "pets nll" in text and "sac model-free" in text
+    assert "return @ 120 steps" in text and "(n=2)" in text and "`test`" in text
+    assert [p.name for p in pngs] == ["curve_ip50.png"] and pngs[0].stat().st_size > 1000
+
+    # a second sweep finds every trial finished: nothing runs, no run dir is touched
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "tiny").glob("*/metrics.csv")}
+    calls = []
+    monkeypatch.setattr(online, "run_trial", lambda *a, **k: calls.append(a))
+    again = _sweep(tmp_path, suite)
+    assert again.pending() == [] and again.run() == 0 and calls == []
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert len(read_csv(sweep.runs_csv)) == 8
+
+
+@pytest.mark.mujoco
+def test_failing_trial_is_retried_recorded_then_resumed(tmp_path, monkeypatch):
+    suite = _suite_file(tmp_path)
+    original = RunDir.log
+
+    def flaky(self, row):  # noqa: ANN001, ANN202 - dies after its first checkpoints, on every attempt
+        if row.get("env_step", 0) >= 100:
+            raise RuntimeError("simulated crash at step 100")
+        original(self, row)
+
+    monkeypatch.setattr(RunDir, "log", flaky)
+    sweep = _sweep(tmp_path, suite, retries=1, only="sac/*/s0")
+    assert sweep.run() == 1
+    fails = read_csv(sweep.failures_csv)
+    assert [f["attempt"] for f in fails] == ["1", "2"] and [f["final"] for f in fails] == ["False", "True"]
+    assert "simulated crash" in fails[0]["error"] and "flaky" in fails[0]["traceback_tail"]
+    with open(sweep.failures_csv) as f:
+        assert next(csv.reader(f)) == list(FAILURE_COLUMNS)
+    assert read_csv(sweep.runs_csv) == []  # a failed trial writes no rows
+    trial_dir = tmp_path / "runs" / "tiny" / sweep.trials[0].trial_id
+    assert (trial_dir / "checkpoints" / "latest.pt").exists()
+
+    monkeypatch.setattr(RunDir, "log", original)
+    log: list[str] = []
+    again = _sweep(tmp_path, suite, log, only="sac/*/s0")
+    assert again.status()[0][1].startswith("resume@")
+    assert again.run() == 0
+    assert any("resumed at step" in line for line in log), log
+    rows = read_csv(again.runs_csv)
+    assert [int(r["env_step"]) for r in rows] == [60, 120]
+
+
+def test_append_rows_checks_columns_and_header(tmp_path):
+    path = tmp_path / "x.csv"
+    append_rows(path, [{"a": 1}], ["a", "b"])
+    append_rows(path, [{"a": 2, "b": 1.5}], ["a", "b"])
+    assert read_csv(path) == [{"a": "1", "b": ""}, {"a": "2", "b": "1.5"}]
+    with pytest.raises(ValueError, match="unknown columns"):
+        append_rows(path, [{"c": 1}], ["a", "b"])
+    with pytest.raises(ValueError, match="header got"):
+        append_rows(path, [{"a": 1}], ["a"])
+
+
+@pytest.mark.mujoco
+def test_gpu_suite_runs_at_a_tiny_scale_on_cpu(tmp_path):
+    tiny = ["device=cpu", "model.hidden_sizes=[8]", "model.ensemble_size=2", "model.num_elites=1",
+            "model.max_epochs=1", "model.batch_size=32", "planner.population=8", "planner.particles=1",
+            "planner.iterations=1", "planner.horizon=3", "mbpo.updates_per_step=1", "mbpo.rollouts_per_step=4",
+            "sac.batch_size=16", "sac.net_arch=[8]"]
+    argv = ["gpu", "--budget-scale", "0.0004", "--seeds", "1", "--max-episode-steps", "10", "--threads", "1",
+            "--only", "pets/*/nll/*,mbpo/*/nll/*,sac/hopper*", "--results-dir", str(tmp_path / "res"),
+            "--runs-dir", str(tmp_path / "runs")]
+    for s in tiny:
+        argv += ["--set", s]
+    assert online.main(argv) == 0
+    rows = read_csv(tmp_path / "res" / "gpu-x0.0004-custom" / "runs.csv")
+    cells = {(r["agent"], r["env_id"]) for r in rows}
+    assert cells == {("pets", "HalfCheetah-v5"), ("mbpo", "Hopper-v5"), ("mbpo", "Walker2d-v5"),
+                     ("sac", "Hopper-v5")}
+    assert report.main(["gpu-x0.0004-custom", "--results-dir", str(tmp_path / "res")]) == 0
+
+
+@pytest.mark.mujoco
+@pytest.mark.slow  # two spawned workers import torch, gymnasium and SB3
+def test_process_pool_backend(tmp_path):
+    sweep = _sweep(tmp_path, _suite_file(tmp_path), workers=2, only="sac/*")
+    assert sweep.run() == 0
+    assert len({r["trial_id"] for r in read_csv(sweep.runs_csv)}) == 2
+
+
+@pytest.mark.mujoco
+@pytest.mark.slow  # starts a local Ray instance
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="ray is not installed (optional extra: pip install 'mbrl-po[ray]')")
+def test_ray_backend_on_a_local_instance(tmp_path):
+    sweep = _sweep(tmp_path, _suite_file(tmp_path), workers=2, ray_address="local", only="sac/*")
+    assert sweep.run() == 0
+    rows = read_csv(sweep.runs_csv)
+    assert len({r["trial_id"] for r in rows}) == 2 and len(rows) == 4
