@@ -254,3 +254,23 @@ def test_ray_backend_on_a_local_instance(tmp_path):
     assert sweep.run() == 0
     rows = read_csv(sweep.runs_csv)
     assert len({r["trial_id"] for r in rows}) == 2 and len(rows) == 4
+
+
+def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
+    rows = []
+    for obj, u, shift in (("nll", "", 0.0), ("pg", "learned", 50.0), ("none", "", -100.0)):
+        agent = "sac" if obj == "none" else "pets"
+        for seed in range(3):
+            for step in (500, 1000):
+                rows.append({"agent": agent, "env_id": "Reacher-v5", "task": "reacher", "objective": obj,
+                             "u_option": u, "seed": seed, "env_step": step,
+                             "eval_return": step / 10 + shift + seed, "model_nll": "" if agent == "sac" else 1.0,
+                             "rollout_error": "" if agent == "sac" else 0.5 - shift / 1000, "machine": "m",
+                             "commit": "abc", "config_hash": f"h{obj}", "trial_id": f"{obj}{seed}"})
+    append_rows(tmp_path / "r" / "runs.csv", rows + rows[:2], ROW_COLUMNS)  # duplicated rows count once
+    summary, pngs = report.write_report(tmp_path, "r")
+    text = summary.read_text()
+    assert "| pets nll | 51.0 ± 2.5 (n=3) | 101.0 ± 2.5 (n=3) |" in text  # budgets: half and final
+    assert "pets pg-learned − pets nll | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
+    assert "rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
+    assert "sac model-free" in text and len(pngs) == 1

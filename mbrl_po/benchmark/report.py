@@ -121,6 +121,8 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, 
 
 
 def _verdict(m: float, h: float, n: int, lower_is_better: bool = False) -> str:
+    if math.isnan(m):
+        return "n/a"
     if n < 2 or math.isnan(h):
         return "too few seeds"
     if abs(m) <= h:
