@@ -177,6 +177,7 @@ def test_config_settings_and_errors(tmp_path):
 
 
 @pytest.mark.mujoco
+@pytest.mark.slow
 def test_tiny_run_writes_reports_and_resumes_without_refitting(tmp_path, monkeypatch):
     calls = []
     real_fit = off.fit_variant
@@ -200,6 +201,7 @@ def test_tiny_run_writes_reports_and_resumes_without_refitting(tmp_path, monkeyp
     png = tmp_path / "out" / "offline_halfcheetah_ours.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "`pg-learned`" in md and "±" in md and "rollout RMSE H=5" in md
+    assert "Paired difference to `nll`" in md and "Δ rollout H=5" in md
     for r in rows:
         assert r["rollout_rmse_h1"] == pytest.approx(r["rmse"], rel=1e-5)
         assert 0.0 <= r["cov50"] <= r["cov90"] <= 1.0

@@ -109,6 +109,8 @@ class OfflineConfig:
         out_dir: where the CSV, markdown summary and PNG go.
         data_path: optional ``.npz`` cache: loaded if it exists, else the data are collected and saved there.
         data_seed: seed of the data collection.
+        dataset: an offline dataset to use instead of collecting random data: a ``.npz`` file, a Minari dataset
+            folder or a Minari id (:func:`mbrl_po.data.datasets.load_dataset`); its first ``num_transitions``.
         test_fraction: share of trajectory segments held out as the TEST split.
         segment_length: length of the contiguous segments the episodes are cut into for the split.
         horizons: rollout horizons H reported.
@@ -136,6 +138,7 @@ class OfflineConfig:
     out_dir: str | Path = "docs/results/offline"
     data_path: str | Path | None = None
     data_seed: int = 0
+    dataset: str | Path | None = None
     test_fraction: float = 0.2
     segment_length: int = 100
     horizons: tuple[int, ...] = (1, 5, 10)
@@ -250,7 +253,7 @@ class OfflineConfig:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Every field that changes a (variant, seed) result; seeds, variants, output and runtime knobs excluded."""
-        skip = {"seeds", "variants", "out_dir", "data_path", "threads", "progress"}
+        skip = {"seeds", "variants", "out_dir", "data_path", "dataset", "threads", "progress"}  # data: fingerprint
         out = {}
         for f in dataclasses.fields(self):
             if f.name in skip:
@@ -272,6 +275,20 @@ def load_or_collect(cfg: OfflineConfig) -> tuple[dict[str, np.ndarray], dict[str
     Raises:
         ValueError: when a cached file holds a different number of transitions or another env.
     """
+    if cfg.dataset is not None:
+        from mbrl_po.data.datasets import load_dataset
+        from mbrl_po.envs.task import load_task
+
+        if cfg.data_path is not None:
+            raise ValueError("dataset: give either dataset or data_path (the random-data cache), not both")
+        data, prov = load_dataset(cfg.dataset)
+        env_id = load_task(cfg.env).id
+        if prov.get("env_id") not in (None, env_id):
+            raise ValueError(f"dataset: {cfg.dataset} holds {prov['env_id']} data, not {env_id} (env={cfg.env!r})")
+        if len(data["obs"]) < cfg.num_transitions:
+            raise ValueError(f"dataset: {cfg.dataset} holds {len(data['obs'])} transitions, fewer than "
+                             f"num_transitions={cfg.num_transitions}")
+        return {k: v[: cfg.num_transitions] for k, v in data.items()}, prov
     path = Path(cfg.data_path) if cfg.data_path is not None else None
     if path is not None and path.is_file():
         data, prov = load_npz(path)
@@ -618,7 +635,49 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizons:
         out.append(f"**{title}** (mean ± 95% CI over seeds)\n\n")
         out.append(markdown_table(["variant", "seeds", *(t for _, t, _ in metrics)], table_rows))
         out.append("\n")
+    paired = paired_differences(rows, variants, horizons)
+    if paired:
+        out.append(paired)
     return "".join(out)
+
+
+def paired_differences(
+    rows: Sequence[dict[str, Any]], variants: Sequence[str], horizons: Sequence[int], baseline: str = "nll"
+) -> str:
+    """Markdown table of per-seed differences ``variant - baseline`` (same split and init), mean ± 95% CI.
+
+    Columns: one-step RMSE, NLL/dim, 50% coverage and the rollout RMSE at the longest horizon. Only seeds
+    present for both are paired. Returns "" when the baseline has no rows.
+    """
+    base = {int(r["seed"]): r for r in rows if r["variant"] == baseline}
+    if not base:
+        return ""
+    h = max(horizons)
+    metrics = [("rmse", "Δ RMSE"), ("nll", "Δ NLL/dim"), ("cov50", "Δ cov 50%"),
+               (f"rollout_rmse_h{h}", f"Δ rollout H={h}")]
+    table_rows = []
+    for v in variants:
+        if v == baseline:
+            continue
+        mine = {int(r["seed"]): r for r in rows if r["variant"] == v and int(r["seed"]) in base}
+        if not mine:
+            continue
+        cells: list[str] = [f"`{v}`", str(len(mine))]
+        for key, _ in metrics:
+            if v == "mse" and key in PROBABILISTIC:
+                cells.append("n/a")
+                continue
+            m, hw, _ = mean_ci([float(r[key]) - float(base[s][key]) for s, r in sorted(mine.items())])
+            cells.append(format_mean_ci(m, hw, 3))
+        table_rows.append(cells)
+    if not table_rows:
+        return ""
+    return (
+        f"**Paired difference to `{baseline}`** (variant − {baseline} per seed, same split and init; "
+        f"mean ± 95% CI; negative RMSE/NLL = better than {baseline})\n\n"
+        + markdown_table(["variant", "pairs", *(t for _, t in metrics)], table_rows)
+        + "\n"
+    )
 
 
 def plot_results(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizons: Sequence[int],
@@ -760,18 +819,30 @@ def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
 def demo(
     out_dir: str | Path = "offline_demo",
     transitions: int = 3000,
-    epochs: int = 15,
+    epochs: int = 30,
     seeds: Sequence[int] = (0,),
+    bilevel_lr: float = 0.2,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Quick offline comparison (about 1-3 min on one CPU core): a few thousand random-policy HalfCheetah-v5
+    """Quick offline comparison (about 1-2 min on one CPU core): a few thousand random-policy HalfCheetah-v5
     transitions, a small 3x2x128 SiLU ensemble fitted with MSE, NLL and PG with a learned U; prints the table
     and writes ``offline_halfcheetah_ours.{csv,md,png}`` in ``out_dir``.
+
+    Args:
+        out_dir: output folder.
+        transitions: transitions collected (data seed 0).
+        epochs: max epochs per fit (early stopping on).
+        seeds: one fit per variant and seed.
+        bilevel_lr: outer learning rate of the learned U (the solver's default 0.05 is too slow for 30 epochs).
+        progress: progress bars (None: when stderr is a terminal).
+
+    Returns:
+        The CSV rows of this run.
     """
     cfg = OfflineConfig(
         env="halfcheetah", num_transitions=transitions, seeds=tuple(seeds), setting="ours", epochs=epochs,
         variants=("mse", "nll", "pg-learned"), out_dir=out_dir, ensemble_size=3, num_elites=3,
-        hidden_sizes=(128, 128), segment_length=50, progress=progress,
+        hidden_sizes=(128, 128), segment_length=50, bilevel_lr=bilevel_lr, progress=progress,
     )
     rows = run_offline(cfg)
     print(summarize(rows, cfg.variants, cfg.horizons))
@@ -795,6 +866,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="docs/results/offline", help="output folder (csv, md, png)")
     p.add_argument("--data", default=None, help="npz cache of the transitions (collected and saved if missing)")
     p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--dataset", default=None, metavar="PATH_OR_MINARI_ID",
+                   help="use this dataset (.npz, Minari folder or id; see docs/datasets.md) instead of random data")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--segment-length", type=int, default=100)
     p.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 10])
@@ -823,7 +896,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     cfg = OfflineConfig(
         env=args.env, num_transitions=args.transitions, seeds=tuple(args.seeds), setting=args.setting,
         epochs=args.epochs, lam=args.lam, variants=tuple(args.variants), out_dir=args.out, data_path=args.data,
-        data_seed=args.data_seed, test_fraction=args.test_fraction, segment_length=args.segment_length,
+        data_seed=args.data_seed, dataset=args.dataset, test_fraction=args.test_fraction,
+        segment_length=args.segment_length,
         horizons=tuple(args.horizons), num_samples=args.num_samples, estimator=args.estimator,
         ensemble_size=args.ensemble_size, num_elites=args.num_elites,
         hidden_sizes=tuple(args.hidden) if args.hidden else None, batch_size=args.batch_size,
