@@ -207,6 +207,25 @@ def test_failing_trial_is_retried_recorded_then_resumed(tmp_path, monkeypatch):
     assert [int(r["env_step"]) for r in rows] == [60, 120]
 
 
+def _append_many(path: str, who: int) -> None:
+    for i in range(25):
+        append_rows(path, [{"a": who, "b": i}, {"a": who, "b": -i}], ["a", "b"])
+
+
+def test_concurrent_appends_lose_no_rows(tmp_path):
+    import multiprocessing as mp
+
+    path = str(tmp_path / "c.csv")
+    procs = [mp.get_context("fork").Process(target=_append_many, args=(path, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    rows = read_csv(path)
+    assert len(rows) == 150 and len({(r["a"], r["b"]) for r in rows}) == 3 * 49
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+
+
 def test_append_rows_checks_columns_and_header(tmp_path):
     path = tmp_path / "x.csv"
     append_rows(path, [{"a": 1}], ["a", "b"])

@@ -84,14 +84,19 @@ def git_commit(path: str | Path | None = None) -> str:
 # ---------------------------------------------------------------------------------------------- CSV files
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``<path>.lock`` (held by one process at a time, released on exit)."""
+    """An exclusive ``fcntl`` lock on the folder of ``path`` (held by one process at a time, released on exit).
+
+    The folder, not the file, is locked: the file is replaced by a rename, so its inode changes, and a lock
+    file would be one more file in a results folder.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def append_rows(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
