@@ -9,10 +9,19 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mbrl_po.models.normalizer import Normalizer
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+_INPLACE_ACTIVATIONS = {
+    "silu": lambda x: F.silu(x, inplace=True),
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "elu": lambda x: F.elu(x, inplace=True),
+}
+"""In-place versions of ``ACTIVATIONS``, used outside autograd (no activation is kept for a backward pass)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class EnsembleLinear(nn.Module):
             return self.weight[members], self.bias[members]
         key = (members, members._version, self.weight._version, self.bias._version, self.weight.device)
         c = self._cache
-        if c is None or c[0] is not members or c[1:] != key[1:]:
+        if c is None or c[0] is not members or c[1:5] != key[1:]:
             self._cache = (*key, self.weight[members], self.bias[members])
             c = self._cache
         return c[-2], c[-1]
@@ -137,6 +146,13 @@ class GaussianEnsemble(nn.Module):
         device: where the parameters live (``"cpu"``, ``"cuda"``...).
     """
 
+    fast_inference: bool = True
+    """Outside autograd, run the network through :meth:`_forward_nograd` (same values, less overhead); set it
+    to False on an instance (or the class) to use the autograd path everywhere, e.g. to compare the two."""
+
+    nograd_chunk_rows: dict[str, int] = {"cpu": 256}  # noqa: RUF012 - a class-level setting, read-only
+    """Per device type, rows per member of one block of the no-grad forward (absent: one block)."""
+
     def __init__(
         self,
         obs_dim: int | None = None,
@@ -162,6 +178,7 @@ class GaussianEnsemble(nn.Module):
             EnsembleLinear(c.ensemble_size, i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.act = ACTIVATIONS[c.activation]()
+        self._act_inplace = _INPLACE_ACTIVATIONS[c.activation]
         # one head producing [mean, logvar]
         self.head = EnsembleLinear(c.ensemble_size, sizes[-1], 2 * c.target_dim)
         self.max_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_max_logvar))
@@ -221,13 +238,46 @@ class GaussianEnsemble(nn.Module):
         """
         n_members = self.config.ensemble_size if members is None else members.shape[0]
         x = inputs.expand(n_members, *inputs.shape) if inputs.ndim == 2 else inputs
-        for layer in self.hidden:
-            x = self.act(layer(x, members))
-        out = self.head(x, members)
+        if self.fast_inference and not torch.is_grad_enabled():
+            out = self._forward_nograd(x, members)
+        else:
+            for layer in self.hidden:
+                x = self.act(layer(x, members))
+            out = self.head(x, members)
         mean, logvar = out.chunk(2, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
+
+    def _layer_params(self, members: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) of every layer (hidden layers, then the head) for ``members`` (cached gathers)."""
+        layers = [*self.hidden, self.head]
+        if members is None:
+            return [(layer.weight, layer.bias) for layer in layers]
+        return [layer._member_params(members) for layer in layers]
+
+    def _forward_nograd(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+        """The network outside autograd: (E', B, I) -> (E', B, 2T), same values as the autograd path.
+
+        Differences from the autograd path, none of which changes a value: the layers' parameters are read
+        directly (no module call per layer), the activation runs in place (nothing is kept for a backward pass),
+        and on devices where :attr:`nograd_chunk_rows` is set, large batches go through the network in blocks
+        of that many rows per member so the activations of a block stay in the CPU cache between layers.
+        """
+        params = self._layer_params(members)
+        act = self._act_inplace
+        chunk = self.nograd_chunk_rows.get(x.device.type)
+        rows = x.shape[1]
+
+        def mlp(h: torch.Tensor) -> torch.Tensor:
+            for w, b in params[:-1]:
+                h = act(torch.baddbmm(b, h, w))
+            w, b = params[-1]
+            return torch.baddbmm(b, h, w)
+
+        if chunk is None or rows <= chunk:
+            return mlp(x)
+        return torch.cat([mlp(x[:, s : s + chunk]) for s in range(0, rows, chunk)], dim=1)
 
     def logvar_bound_loss(self) -> torch.Tensor:
         """PETS' penalty keeping the learnable log-variance bounds tight: c * (sum max - sum min)."""
@@ -286,6 +336,10 @@ class GaussianEnsemble(nn.Module):
         Returns:
             next_obs (E', B, O) and rewards (E', B) (None when the reward is not learned).
         """
+        if self.fast_inference and not torch.is_grad_enabled():
+            y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
+            o = self.config.obs_dim
+            return y[..., :o], (y[..., o] if self.config.learn_reward else None)
         mean, logvar = self(self.make_inputs(obs, actions), members)
         if not deterministic:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -296,6 +350,39 @@ class GaussianEnsemble(nn.Module):
         next_obs = y[..., :o] + obs_b if self.config.learn_delta else y[..., :o]
         reward = y[..., o] if self.config.learn_reward else None
         return next_obs, reward
+
+    def sample_joint(
+        self,
+        inputs_raw: torch.Tensor,
+        generator: torch.Generator | None = None,
+        members: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> torch.Tensor:
+        """:meth:`sample` on raw ``[obs, action]`` rows, returning ``[next_obs, reward]`` as one tensor.
+
+        Draws the same random numbers as :meth:`sample` and returns the same values; the sampling tail works in
+        place on the freshly drawn noise, and callers that move rows around (``ModelEnv``) move one tensor.
+
+        Args:
+            inputs_raw: (E', B, O + A) or (B, O + A) unnormalised observations and actions.
+            generator, members, deterministic: as in :meth:`sample`.
+
+        Returns:
+            (E', B, T) raw targets: next observation (the observation added back for delta models) and, when
+            learned, the reward in the last column.
+        """
+        mean, logvar = self(self.input_normalizer(inputs_raw), members)
+        tn = self.target_normalizer
+        if deterministic:
+            y = tn.inverse(mean)
+        else:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            # (mean + noise * std) * s + m, computed in place in the same order as sample()
+            y = noise.mul_(torch.exp(0.5 * logvar)).add_(mean).mul_(tn.std).add_(tn.mean)
+        if self.config.learn_delta:
+            o = self.config.obs_dim
+            y[..., :o] += inputs_raw[..., :o]
+        return y
 
     # ------------------------------------------------------------------ elites, persistence
     def set_elites(self, elite_idx: torch.Tensor | list[int]) -> None:

@@ -118,6 +118,8 @@ class ModelEnv:
             assignment and sampling noise); None creates one seeded from torch's global CPU generator.
         use_elites: roll out with the E' = ``num_elites`` members of ``model.elite_idx`` (read at every
             step, so later :meth:`GaussianEnsemble.set_elites` calls take effect); False uses all E members.
+        fast: use the fast propagation (:meth:`_propagate_fast`): the same random draws and the same values as
+            the plain one (:meth:`_propagate_plain`, kept as the reference that tests compare against).
 
     Raises:
         ValueError: on an unknown propagation, a generator on another device, or no source of reward.
@@ -131,6 +133,7 @@ class ModelEnv:
         propagation: str = "ts1",
         generator: torch.Generator | None = None,
         use_elites: bool = True,
+        fast: bool = True,
     ) -> None:
         if not isinstance(model, GaussianEnsemble):
             raise ValueError(f"model: expected a GaussianEnsemble, got {type(model).__name__}")
@@ -157,11 +160,13 @@ class ModelEnv:
         self.propagation = propagation
         self.generator = generator
         self.use_elites = bool(use_elites)
+        self.fast = bool(fast)
         self._obs: torch.Tensor | None = None
         self._terminated: torch.Tensor | None = None
         # permuted layout of the rows: slot j holds row src[j]; row i sits at slot inv[i]
         self._src: torch.Tensor | None = None
         self._inv: torch.Tensor | None = None
+        self._ramp: torch.Tensor | None = None  # cached arange of the padded batch (fast layout draws)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -241,6 +246,48 @@ class ModelEnv:
 
     def _propagate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, O), (B, A) -> next_obs (B, O), learned reward (B,) or None."""
+        if self.fast:
+            return self._propagate_fast(obs, actions)
+        return self._propagate_plain(obs, actions)
+
+    def _draw_layout_fast(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_draw_layout` (the same draw and result) with the index ramp cached and no remainder or slice
+        when no padding is needed."""
+        e = self.num_members
+        bp = -(-b // e) * e
+        perm = torch.randperm(bp, generator=self.generator, device=self.device)
+        ramp = self._ramp
+        if ramp is None or ramp.shape[0] != bp or ramp.device != perm.device:
+            ramp = self._ramp = torch.arange(bp, device=self.device)
+        inv = torch.empty_like(perm).index_put_((perm,), ramp)
+        if bp == b:
+            return perm, inv
+        return torch.remainder(perm, b), inv[:b]
+
+    def _propagate_fast(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_propagate_plain` with fewer passes over the rows: observations and actions are joined once and
+        permuted by one gather, the model returns ``[next_obs, reward]`` as one tensor
+        (:meth:`GaussianEnsemble.sample_joint`) and one gather un-permutes it. Same random draws, same values."""
+        members = self._members()
+        model = self.model
+        o = self.obs_dim
+        learn_reward = model.config.learn_reward
+        x = torch.cat([obs, actions], dim=1)
+        if self.propagation == "expectation":
+            y = model.sample_joint(x, self.generator, members, deterministic=True).mean(0)
+            return y[:, :o], (y[:, o] if learn_reward else None)
+        if self.propagation == "ts1":
+            self._src, self._inv = self._draw_layout_fast(obs.shape[0])
+        src, inv = self._src, self._inv
+        assert src is not None and inv is not None
+        e, bp = self.num_members, src.shape[0]
+        x = x.index_select(0, src).view(e, bp // e, x.shape[1])
+        y = model.sample_joint(x, self.generator, members, deterministic=self.propagation == "mean")
+        y = y.view(bp, y.shape[-1]).index_select(0, inv)
+        return y[:, :o], (y[:, o] if learn_reward else None)
+
+    def _propagate_plain(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reference propagation (see the module docstring)."""
         members = self._members()
         e = self.num_members
         if self.propagation == "expectation":
@@ -307,14 +354,27 @@ class ModelEnv:
             next_obs (B, O), reward (B,) and terminated (B,) bool. Rows terminated at an earlier step keep
             their observation, get reward 0 and stay terminated; the reward of the terminating step counts.
         """
+        actions = self._check_rows("actions", actions, self.action_dim, self.obs.shape[0])
+        return self._step(actions)
+
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`step` on actions already checked and on the model's device and dtype."""
         obs = self.obs
         done = self.terminated
         b = obs.shape[0]
-        actions = self._check_rows("actions", actions, self.action_dim, b)
         next_obs, reward = self._propagate(obs, actions)
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, actions, next_obs).reshape(b).to(self.dtype)
         assert reward is not None
+        if self.fast:  # the same values with fewer ops
+            terminated = done
+            if self.termination_fn is not None:
+                terminated = done | self.termination_fn(obs, actions, next_obs).reshape(b).to(torch.bool)
+            reward = reward.masked_fill(done, 0.0)
+            next_obs = torch.where(done[:, None], obs, next_obs)
+            self._obs = next_obs
+            self._terminated = terminated
+            return next_obs, reward, terminated
         if self.termination_fn is not None:
             term = self.termination_fn(obs, actions, next_obs).reshape(b).to(torch.bool)
         else:
@@ -349,11 +409,16 @@ class ModelEnv:
             )
         self.reset(obs0)
         actions = action_sequences.to(device=self.device, dtype=self.dtype)
+        if self.fast:  # time-major, so each step reads contiguous rows; checked once, not at every step
+            actions = actions.transpose(0, 1).contiguous()
+            step, at = self._step, (lambda t: actions[t])
+        else:
+            step, at = self.step, (lambda t: actions[:, t])
         total = torch.zeros(b, device=self.device, dtype=self.dtype)
         scale = 1.0
         for t in range(h):
-            _, reward, _ = self.step(actions[:, t])
-            total = total + scale * reward
+            _, reward, _ = step(at(t))
+            total = total.add_(reward) if scale == 1.0 else total + scale * reward
             scale *= discount
         return total
 

@@ -1,0 +1,246 @@
+"""Fast paths against the plain implementation, on random inputs: same random draws, same values.
+
+The fast paths (``GaussianEnsemble.fast_inference``, ``ModelEnv(fast=True)``, the cached elite weights) exist
+only for speed; every test here runs the plain and the fast path from the same seed and compares the results.
+Also: the bf16 no-go rule and the speed bench's FLOP counts and report (never timings).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mbrl_po.benchmark import speed
+from mbrl_po.envs.rewards import REWARDS
+from mbrl_po.envs.terminations import TERMINATIONS
+from mbrl_po.models.ensemble import EnsembleLinear, GaussianEnsemble
+from mbrl_po.models.model_env import ModelEnv
+from mbrl_po.planning import MPCAgent, make_optimizer
+from mbrl_po.planning.evaluator import TrajectoryEvaluator
+
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def close(a: torch.Tensor | None, b: torch.Tensor | None) -> None:
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True), (a - b).abs().max()
+
+
+def random_model(obs_dim: int = 5, act_dim: int = 2, seed: int = 0, **kw) -> GaussianEnsemble:
+    torch.manual_seed(seed)
+    kw.setdefault("hidden_sizes", (16, 16, 16))
+    model = GaussianEnsemble(obs_dim, act_dim, ensemble_size=7, num_elites=5, **kw)
+    g = torch.Generator().manual_seed(seed + 1)
+    obs, act = torch.randn(64, obs_dim, generator=g), torch.randn(64, act_dim, generator=g)
+    model.fit_normalizers(obs, act, obs + 0.3 * torch.randn(64, obs_dim, generator=g), torch.randn(64, generator=g))
+    with torch.no_grad():  # wide log-variances, so sampling noise matters in every comparison
+        model.min_logvar.fill_(-3.0)
+    model.set_elites([6, 0, 3, 2, 5])
+    return model
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Blocks of 3 rows per member, so the chunked no-grad forward is exercised on small inputs."""
+    monkeypatch.setattr(GaussianEnsemble, "nograd_chunk_rows", {"cpu": 3})
+
+
+# ------------------------------------------------------------------------------------------ ensemble
+def test_elite_weight_cache_hits_and_invalidates() -> None:
+    layer = EnsembleLinear(4, 3, 2)
+    members = torch.tensor([2, 0])
+    with torch.no_grad():
+        w1, b1 = layer._member_params(members)
+        w2, b2 = layer._member_params(members)
+        assert w1 is w2 and b1 is b2  # a hit: no new gather
+        layer.weight.add_(1.0)  # in-place update (an optimizer step) bumps the version
+        w3, _ = layer._member_params(members)
+        assert w3 is not w1 and torch.equal(w3, layer.weight[members])
+        members.copy_(torch.tensor([1, 3]))  # set_elites copies into the same tensor
+        w4, _ = layer._member_params(members)
+        assert torch.equal(w4, layer.weight[torch.tensor([1, 3])])
+    with torch.enable_grad():  # under autograd the gather is never cached
+        w5, _ = layer._member_params(members)
+        assert w5.requires_grad
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "elu"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_nograd_forward_equals_autograd_forward(activation: str, chunked: bool, monkeypatch) -> None:
+    if chunked:
+        monkeypatch.setattr(GaussianEnsemble, "nograd_chunk_rows", {"cpu": 3})
+    model = random_model(activation=activation)
+    g = torch.Generator().manual_seed(3)
+    x3 = torch.randn(5, 11, model.config.input_dim, generator=g)
+    x2 = torch.randn(11, model.config.input_dim, generator=g)
+    for x, members in ((x3, model.elite_idx), (x2, None), (x2, model.elite_idx)):
+        ref_mean, ref_lv = model(x, members)  # autograd path (grad enabled)
+        with torch.no_grad():
+            mean, lv = model(x, members)
+        close(mean, ref_mean.detach())
+        close(lv, ref_lv.detach())
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("flags", [{}, {"learn_delta": False}, {"learn_reward": False}])
+def test_fast_sample_equals_plain_sample(deterministic: bool, flags: dict, small_chunks) -> None:
+    model = random_model(**flags)
+    g = torch.Generator().manual_seed(4)
+    obs3, act3 = torch.randn(5, 8, 5, generator=g), torch.randn(5, 8, 2, generator=g)
+    obs2, act2 = obs3[0], act3[0]
+    for obs, act, members in ((obs3, act3, model.elite_idx), (obs2, act2, None)):
+        out = {}
+        for fast in (False, True):
+            model.fast_inference = fast
+            gen = torch.Generator().manual_seed(9)
+            with torch.no_grad():
+                nxt, rew = model.sample(obs, act, gen, members, deterministic)
+            out[fast] = (nxt, rew, gen.get_state())
+        close(out[True][0], out[False][0])
+        close(out[True][1], out[False][1])
+        assert torch.equal(out[True][2], out[False][2])  # the same random numbers were drawn
+
+
+# ------------------------------------------------------------------------------------------ ModelEnv
+def _pair(propagation: str, use_elites: bool = True, with_fns: bool = False, **model_kw):
+    """The same model rolled out by a plain and a fast ModelEnv."""
+    envs = []
+    for fast in (False, True):
+        model = random_model(obs_dim=4, act_dim=1, learn_reward=not with_fns, **model_kw)
+        model.fast_inference = fast
+        term = TERMINATIONS["inverted_pendulum"] if with_fns else None
+        rew = REWARDS["inverted_pendulum"] if with_fns else None
+        gen = torch.Generator().manual_seed(11)
+        envs.append(ModelEnv(model, term, rew, propagation, gen, use_elites=use_elites, fast=fast))
+    return envs
+
+
+@pytest.mark.parametrize("propagation", ["ts1", "ts_inf", "mean", "expectation"])
+@pytest.mark.parametrize("batch", [20, 23])  # 23: padded layout
+@pytest.mark.parametrize("with_fns", [False, True])
+def test_fast_rollout_equals_plain_rollout(propagation: str, batch: int, with_fns: bool, small_chunks) -> None:
+    plain, fast = _pair(propagation, with_fns=with_fns)
+    g = torch.Generator().manual_seed(5)
+    obs0 = 0.1 * torch.randn(batch, 4, generator=g)
+    plans = torch.randn(batch, 6, 1, generator=g)
+    r_plain = plain.rollout(obs0, plans, discount=0.9)
+    r_fast = fast.rollout(obs0, plans, discount=0.9)
+    close(r_fast, r_plain)
+    close(fast.obs, plain.obs)
+    assert torch.equal(fast.terminated, plain.terminated)
+    if propagation != "expectation":
+        assert torch.equal(fast.row_members, plain.row_members)
+    assert torch.equal(fast.generator.get_state(), plain.generator.get_state())
+
+
+def test_fast_step_and_policy_rollout_equal_plain() -> None:
+    plain, fast = _pair("ts1", use_elites=False, with_fns=True)
+    obs0 = 0.05 * torch.randn(14, 4, generator=torch.Generator().manual_seed(6))
+    for env in (plain, fast):
+        env.reset(obs0)
+    for t in range(4):
+        a = torch.full((14, 1), 0.3 * t - 0.5)
+        for x, y in zip(fast.step(a), plain.step(a), strict=True):
+            close(x, y)
+
+    def policy(o: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(o[:, :1])
+
+    ro_p, ro_f = plain.rollout_policy(obs0, policy, 5), fast.rollout_policy(obs0, policy, 5)
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated", "valid"):
+        close(getattr(ro_f, name), getattr(ro_p, name))
+
+
+# ------------------------------------------------------------------------------------------ planners
+@pytest.mark.parametrize("optimizer", ["cem", "icem", "mppi"])
+def test_same_plan_for_the_same_seed(optimizer: str, small_chunks) -> None:
+    """The whole planner (optimizer + evaluator + ModelEnv + ensemble): fast and plain agree."""
+    plans = []
+    for env in _pair("ts1", with_fns=True):
+        kw = {"population": 24, "iterations": 3}
+        if optimizer != "mppi":
+            kw["elite_fraction"] = 0.25
+        opt = make_optimizer(optimizer, 5, -torch.ones(1), torch.ones(1), **kw)
+        agent = MPCAgent(opt, TrajectoryEvaluator(env, num_particles=5), seed=3)
+        obs = np.array([0.01, -0.02, 0.03, 0.0], dtype=np.float32)
+        acts = [agent.act(obs) for _ in range(3)]
+        plans.append((torch.as_tensor(np.stack(acts)), agent.last_plan))
+    close(plans[1][0], plans[0][0])
+    close(plans[1][1], plans[0][1])
+
+
+# ------------------------------------------------------------------------------------------ bf16 rule
+def test_bf16_is_a_no_go_without_bf16_matrix_instructions(monkeypatch) -> None:
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx", "avx2", "fma"})
+    ok, reason = speed.bf16_fast("cpu")
+    assert not ok and "float32" in reason
+    monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    ok, reason = speed.bf16_fast("cpu")
+    assert ok and "avx512_bf16" in reason
+
+
+# ------------------------------------------------------------------------------------------ bench helpers
+def test_flop_counts_known_answers() -> None:
+    dims = speed.layer_dims(17, 6)  # HalfCheetah: 23 -> 200 x4 -> 2 * 18
+    assert dims == [(23, 200), (200, 200), (200, 200), (200, 200), (200, 36)]
+    per_row = 23 * 200 + 3 * 200 * 200 + 200 * 36
+    assert speed.forward_flops(7, 256, dims) == 2 * 7 * 256 * per_row
+    # backward: weight gradient everywhere, input gradient everywhere but the first layer
+    assert speed.train_step_flops(7, 256, dims) == 2 * 7 * 256 * (3 * per_row - 23 * 200)
+
+
+def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
+    res = {
+        "machine": speed.machine_info(torch.device("cpu")),
+        "quick": True,
+        "load_start": [1.0, 1.0, 1.0],
+        "load_end": [1.0, 1.0, 1.0],
+        "wall_s": 1.0,
+        "plan": {
+            "skipped": [],
+            "results": [
+                {
+                    "dims": "ip",
+                    "env": "InvertedPendulum-v5",
+                    "rung": "64x5x10x3",
+                    "rows_per_member": 64,
+                    "flops_per_action": 1e9,
+                    "ms_per_action": speed.stats([2.0, 3.0]),
+                    "floor_ms": speed.stats([1.0, 1.5]),
+                    "over_floor": speed.stats([2.0, 2.0]),
+                    "load_before": [1, 1, 1],
+                }
+            ],
+        },
+    }
+    out = tmp_path / "perf.md"
+    speed.write_report(res, out, gpu=None, peer=None)
+    text = out.read_text()
+    assert speed.GPU_PENDING in text and "mbrl-lib: pending" in text
+    assert "| InvertedPendulum-v5 | 64x5x10x3 | 64 |" in text
+    assert speed.read_results(out)["plan"] == json.loads(json.dumps(res["plan"]))  # the report embeds its figures
+    peer = {
+        "machine": {"date_utc": "2030-01-01"},
+        "workloads": {
+            "plan": {
+                "results": [
+                    {
+                        "env_dims": "InvertedPendulum-v5",
+                        "rung": "64x5x10x3",
+                        "ms_per_action": {"median": 5.0},
+                        "load_before": {"loadavg": [2, 2, 2]},
+                    }
+                ]
+            }
+        },
+    }
+    (tmp_path / "peer.json").write_text(json.dumps(peer))
+    speed.write_report(res, out, gpu=res, peer=speed.load_peer(tmp_path / "peer.json"))
+    text = out.read_text()
+    assert "separate run" in text and "2030-01-01" in text and "| 5.00 load [2, 2, 2] | n/a | 2.00, – |" in text
