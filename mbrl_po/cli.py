@@ -7,6 +7,7 @@
     mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
     mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
     mbrl-po report cpu                   tables and learning curves of a suite from its runs.csv alone
+    mbrl-po collect --env halfcheetah --policy medium --steps 100000 --out data/datasets   (docs/datasets.md)
 """
 
 from __future__ import annotations
@@ -94,17 +95,34 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
         from mbrl_po.benchmark import offline
 
         return int(offline.main(rest) or 0)
+    if args.suite == "speed":
+        from mbrl_po.benchmark import speed
+
+        return int(speed.main(rest) or 0)
     if args.suite == "online":
         from mbrl_po.benchmark import online
 
         return int(online.main(rest) or 0)
-    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline', 'online']")
+    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline', 'speed', 'online']")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mbrl_po.benchmark import report
 
     return int(report.main([args.suite, "--results-dir", args.results_dir]) or 0)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from mbrl_po.data.datasets import collect_dataset
+
+    path, prov = collect_dataset(
+        args.env, args.policy, args.steps, seed=args.seed, out=args.out, fmt=args.format,
+        deterministic=args.deterministic, dataset_id=args.dataset_id, policy_dir=args.policy_dir,
+        overwrite=args.overwrite, command="mbrl-po " + " ".join(sys.argv[1:]),
+    )
+    print(f"{path}: {prov['num_steps']} steps, {prov['num_episodes']} episodes, mean return "
+          f"{prov['mean_return']:.1f} ({prov['return_over']}), policy {prov['policy']} ({prov['policy_sampling']})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="env steps per run (default: the demo's own)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("collect", help="build an offline dataset (Minari or .npz) with a random/medium/expert policy")
+    p.add_argument("--env", required=True, help="task name in envs/ (halfcheetah, hopper, walker2d, ...)")
+    p.add_argument("--policy", default="random", help="random | medium | expert | path to a .pt actor checkpoint")
+    p.add_argument("--steps", type=int, required=True, help="number of transitions")
+    p.add_argument("--seed", type=int, default=0, help="reset seed and policy-noise seed")
+    p.add_argument("--out", default="data/datasets", help="Minari datasets root, or the folder of the .npz")
+    p.add_argument("--format", choices=("minari", "npz"), default="minari")
+    p.add_argument("--dataset-id", default=None, help="Minari id (default mbrl_po/<env>/<policy>-v0)")
+    p.add_argument("--deterministic", action="store_true", help="mean actions (default: sample the SAC policy)")
+    p.add_argument("--policy-dir", default=None, help="folder of <env>-<level>.pt (default benchmarks/policies)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("bench", help="benchmarks: offline | online SUITE (see docs/results/README.md)")
     p.add_argument("suite", help="offline | online")
