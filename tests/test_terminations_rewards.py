@@ -315,6 +315,9 @@ def test_inverted_pendulum_shaped_planning_reward() -> None:
     up = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
     tilted = torch.tensor([[0.5, 0.15, 0.0, 1.0]])
     fallen = torch.tensor([[0.0, 0.25, 0.0, 0.0]])
+    moving = torch.tensor([[0.0, 0.0, 2.0, 0.0]])  # cart velocity is penalised too
+    far = torch.tensor([[0.95, 0.19, 3.0, 0.0]])  # alive but costly: the floor keeps it positive
     a = torch.zeros(1, 1)
-    r = [float(R.inverted_pendulum_shaped(up, a, x)) for x in (up, tilted, fallen)]
-    assert r[0] == pytest.approx(2.0) and 0.05 <= r[1] < r[0] and r[2] == 0.0
+    r = [float(R.inverted_pendulum_shaped(up, a, x)) for x in (up, tilted, fallen, moving, far)]
+    assert r[0] == pytest.approx(15.0) and 0.05 <= r[1] < r[0] and r[2] == 0.0
+    assert r[3] == pytest.approx(11.0) and r[4] == pytest.approx(0.05)

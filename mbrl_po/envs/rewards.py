@@ -72,10 +72,12 @@ def inverted_pendulum_shaped(obs: torch.Tensor, action: torch.Tensor, next_obs: 
     """A shaped *planning* reward for InvertedPendulum-v5 (not the env's reward).
 
     The env pays 1 per step while |angle| <= 0.2, which gives a short-horizon planner nothing to prefer among
-    plans that all survive the horizon, so the cart drifts until it is too late. This adds smooth terms that
-    keep the pole upright and the cart centred:
-    ``alive * max(2 - (angle / 0.2)^2 - 0.1 x^2 - 0.01 angle_vel^2, 0.05)``: positive while alive, so falling
-    (0 from then on) is never preferred.
+    plans that all survive the horizon, so the cart drifts into the end of the rail (|x| = 1). This adds
+    LQR-like quadratic costs on the pole angle, the cart position and velocity and the pole velocity:
+    ``alive * max(15 - (angle / 0.2)^2 - 10 x^2 - x_vel^2 - 0.01 angle_vel^2, 0.05)``: positive while alive,
+    so falling (0 from then on) is never preferred. The cart terms are strong on purpose: with only
+    ``0.1 x^2`` the receding-horizon (H = 15) controller of the linearised pendulum has a closed-loop
+    spectral radius of 0.9997 (the cart drifts), with ``10 x^2 + x_vel^2`` 0.97.
     Returns reported by the agents are always the env's own.
 
     Args:
@@ -87,8 +89,9 @@ def inverted_pendulum_shaped(obs: torch.Tensor, action: torch.Tensor, next_obs: 
         (...) planning rewards.
     """
     alive = inverted_pendulum(obs, action, next_obs)
-    x, angle, ang_vel = next_obs[..., 0], next_obs[..., 1], next_obs[..., 3]
-    return alive * (2.0 - (angle / 0.2) ** 2 - 0.1 * x**2 - 0.01 * ang_vel**2).clamp_min(0.05)
+    x, angle, x_vel, ang_vel = next_obs[..., 0], next_obs[..., 1], next_obs[..., 2], next_obs[..., 3]
+    cost = (angle / 0.2) ** 2 + 10.0 * x**2 + x_vel**2 + 0.01 * ang_vel**2
+    return alive * (15.0 - cost).clamp_min(0.05)
 
 
 def inverted_double_pendulum(
