@@ -316,7 +316,13 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def agents_dir() -> Path:
-    return Path(os.environ.get(AGENTS_DIR_VAR, DEFAULT_AGENTS_DIR))
+    """``$MBRL_PO_AGENTS_DIR``, else the repository's ``agents/`` next to the package, else ``./agents`` (a
+    non-editable install run from the repository root)."""
+    if os.environ.get(AGENTS_DIR_VAR):
+        return Path(os.environ[AGENTS_DIR_VAR])
+    if DEFAULT_AGENTS_DIR.is_dir():
+        return DEFAULT_AGENTS_DIR
+    return Path.cwd() / "agents"
 
 
 def read_agent_file(kind_or_path: str) -> dict[str, Any]:

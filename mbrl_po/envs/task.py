@@ -232,6 +232,8 @@ def _envs_dirs() -> list[Path]:
     if os.environ.get(ENVS_DIR_VAR):
         dirs.append(Path(os.environ[ENVS_DIR_VAR]).expanduser())
     dirs.append(DEFAULT_ENVS_DIR)
+    if (Path.cwd() / "envs") not in dirs:  # a non-editable install run from the repository root
+        dirs.append(Path.cwd() / "envs")
     return dirs
 
 
