@@ -129,3 +129,22 @@ def test_bf16_precision_trains_close_to_float32():
     r32 = _trainer(_model(), max_epochs=10, patience=None).fit(*data)
     r16 = _trainer(_model(), max_epochs=10, patience=None, precision="bf16").fit(*data)
     assert abs(r16.holdout_nll - r32.holdout_nll) < 0.1 * abs(r32.holdout_nll) + 0.05
+
+
+def test_fused_adam_matches_the_unfused_update():
+    """The trainer's fused Adam (a fast path on CPU/CUDA) gives the weights of torch's plain Adam."""
+    data = _data()
+    weights = []
+    for fused in (True, False):
+        model = _model(0)
+        trainer = _trainer(model, "nll", seed=0, max_epochs=3)
+        assert trainer.optimizer.defaults["fused"] is True
+        if not fused:
+            groups = [{k: v for k, v in g.items() if k != "fused"} for g in trainer.optimizer.param_groups]
+            for g in groups:
+                g["fused"] = None
+            trainer.optimizer = torch.optim.Adam(groups)
+        trainer.fit(*data)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in _model(0).parameters()]))

@@ -61,6 +61,17 @@ def _progress_enabled(flag: bool | None) -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def _fused_adam_supported(device: torch.device | str) -> bool | None:
+    """``fused=True`` for Adam where torch has a fused kernel for this device (CPU and CUDA in torch >= 2.4):
+    one kernel over all parameters instead of ~10 elementwise passes (docs/perf_notes.md, fused Adam). Same
+    update rule; results agree with the unfused Adam to float rounding. ``None`` (torch's default) elsewhere."""
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        return None
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    return True if (major, minor) >= (2, 4) else None
+
+
 class DynamicsTrainer:
     """Fits a :class:`GaussianEnsemble` with any objective.
 
@@ -157,7 +168,8 @@ class DynamicsTrainer:
         net = [p for n, p in model.named_parameters() if "logvar" not in n]
         bounds = [p for n, p in model.named_parameters() if "logvar" in n]
         self.optimizer = torch.optim.Adam(
-            [{"params": net, "weight_decay": weight_decay}, {"params": bounds, "weight_decay": 0.0}], lr=lr
+            [{"params": net, "weight_decay": weight_decay}, {"params": bounds, "weight_decay": 0.0}], lr=lr,
+            fused=_fused_adam_supported(model.device),
         )
         self.fits = 0
 
