@@ -1,6 +1,8 @@
 """MBPO and plain SAC: rollout schedule, the mixed real/model sampler, InvertedPendulum-v5 end to end with the
 nll and pg (learned U) objectives, and kill-and-resume."""
 
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +187,12 @@ def test_resume_without_a_checkpoint_starts_over(tmp_path):
     run.log({"env_step": 5, "episode": 1})
     agent = SAC.resume(run, progress=False)
     assert agent.step == 0 and run.read_metrics() == []
+
+
+@pytest.mark.mujoco
+def test_sb3_logger_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """SB3's ``configure()`` makes ``<tmp>/SB3-<date>`` even with no output format; the agents must not."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    agent = SAC(_sac_cfg(steps=20), progress=False)
+    assert agent.sac.logger.output_formats == []
+    assert not list(tmp_path.glob("SB3-*"))

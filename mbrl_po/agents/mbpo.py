@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import SAC as SB3SAC
-from stable_baselines3.common.logger import configure as sb3_logger
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from mbrl_po.agents.common import (
@@ -200,7 +200,8 @@ class _SACLoop:
             buffer_size=1, batch_size=s.batch_size, tau=s.tau, gamma=s.gamma, target_entropy=s.target_entropy,
             policy_kwargs={"net_arch": list(s.net_arch)}, seed=cfg.seed, device=self.device,
         )
-        self.sac.set_logger(sb3_logger(folder=None, format_strings=[]))  # train() records into it
+        # train() records into it; no output formats and no folder (SB3's configure() makes a /tmp/SB3-<date>)
+        self.sac.set_logger(Logger(folder=None, output_formats=[]))
 
         self.model: GaussianEnsemble | None = None
         self.trainer: DynamicsTrainer | None = None
