@@ -1,4 +1,5 @@
-"""Pieces every agent loop shares: run directory, metrics CSV, checkpoints, model metrics, evaluation."""
+"""Pieces every agent loop shares: run directory, metrics CSV, checkpoints, model metrics, evaluation, and
+:class:`AgentLoop`, the episode / evaluation / checkpoint skeleton that PETS, MBPO and SAC all run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import gymnasium as gym
 import numpy as np
@@ -16,11 +17,15 @@ import torch
 
 from mbrl_po.config import AgentConfig, load_run_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
+from mbrl_po.envs.task import TaskConfig, load_task, make_env
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.training.trainer import DynamicsTrainer
 from mbrl_po.types import TransitionData
+
+EVAL_SEED_OFFSET = 10_000
+"""The evaluation env is seeded with ``seed + EVAL_SEED_OFFSET`` and reset with ``+ env_step`` at each evaluation."""
 
 METRIC_COLUMNS = (
     "env_step",
@@ -297,3 +302,198 @@ class _NoBar:
     def set_postfix(self, *args: Any, **kwargs: Any) -> None: ...
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+class AgentLoop:
+    """The skeleton every agent runs: act, step the env, store the transition, learn, evaluate, log, checkpoint.
+
+    :meth:`train`, top to bottom, per env step:
+
+    1. ``loop.init_steps`` random actions (``env.action_space.sample()``), then :meth:`_act`; the transition
+       goes to ``self.buffer``.
+    2. :meth:`_learn` (the agent's own work: refit the model, plan, update SAC, ...).
+    3. Every ``loop.eval_every`` steps: ``loop.eval_episodes`` episodes of :meth:`_eval_act` on ``eval_env``
+       (reset with seeds ``seed + EVAL_SEED_OFFSET + step``, ...; :meth:`_reset_eval_agent` after each reset);
+       a metrics row with ``eval_return``.
+    4. At an episode end: a metrics row with its return and length; a checkpoint when ``loop.checkpoint_every``
+       steps have passed since the last one (or the run is done); :meth:`_reset_env`.
+
+    A last checkpoint and the learning curve follow the loop. :meth:`resume` rebuilds a run from its last
+    checkpoint. Subclasses call :meth:`_setup` first in ``__init__``, then build ``self.buffer`` (and, to use
+    :meth:`_retrain`, ``self.model`` and ``self.trainer``), and provide :meth:`_act`, :meth:`_learn`,
+    :meth:`_eval_act`, :meth:`state_dict`, :meth:`load_state_dict`, :meth:`_buffers` and :meth:`_plot_title`.
+    """
+
+    kind = ""
+
+    cfg: AgentConfig
+    run: RunDir | None
+    task: TaskConfig
+    buffer: ReplayBuffer
+    model: GaussianEnsemble | None
+    trainer: DynamicsTrainer | None
+
+    def _setup(self, cfg: AgentConfig, run: RunDir | None, task: TaskConfig | None, progress: bool | None) -> None:
+        """Config checks, device, the seeded training and evaluation envs and the (checkpointed) loop state."""
+        if cfg.kind != self.kind:
+            raise ValueError(f"kind: {type(self).__name__} needs kind={self.kind!r}, got {cfg.kind!r}")
+        self.cfg = cfg
+        self.run = run
+        self.progress = progress
+        self.task = task or load_task(cfg.env)
+        self.device = resolve_device(cfg.device)
+        self.env = make_env(self.task, seed=cfg.seed)
+        self.eval_env = make_env(self.task, seed=cfg.seed + EVAL_SEED_OFFSET)
+        self.env.action_space.seed(cfg.seed)
+        self.step = 0
+        self.episode = 0
+        self.trained_upto = 0  # buffer rows the model has been trained on
+        self.wall_time = 0.0
+        self.last_eval = float("nan")
+        self._t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, float]:
+        cfg, loop = self.cfg, self.cfg.loop
+        obs = self._reset_env()
+        ep_return, ep_len = 0.0, 0
+        last_ckpt = self.step
+        self._t0 = time.perf_counter() - self.wall_time
+        bar = progress_bar(cfg.steps, f"{self.kind} {self.task.name}", self.step, self.progress)
+        while self.step < cfg.steps:
+            action = self.env.action_space.sample() if self.step < loop.init_steps else self._act(obs)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            self.step += 1
+            ep_return += float(reward)
+            ep_len += 1
+            bar.update(1)
+
+            self._learn()
+            if self.step % loop.eval_every == 0:
+                self.last_eval = run_episodes(self.eval_env, self._eval_act, loop.eval_episodes,
+                                              seed=cfg.seed + EVAL_SEED_OFFSET + self.step,
+                                              on_reset=self._reset_eval_agent)
+                self._log(eval_return=self.last_eval, wall_time=self._elapsed())
+                bar.set_postfix(eval=f"{self.last_eval:.1f}")
+
+            if terminated or truncated:
+                self.episode += 1
+                self._log(episode=self.episode, episode_return=ep_return, episode_length=ep_len,
+                          wall_time=self._elapsed())
+                ep_return, ep_len = 0.0, 0
+                if self.step - last_ckpt >= loop.checkpoint_every or self.step >= cfg.steps:
+                    self.wall_time = self._elapsed()
+                    self.save_checkpoint()
+                    last_ckpt = self.step
+                obs = self._reset_env()
+            else:
+                obs = next_obs
+        bar.close()
+        self.wall_time = self._elapsed()
+        self.save_checkpoint()
+        if self.run is not None:
+            self.run.plot(self._plot_title())
+        return {"env_steps": float(self.step), "eval_return": self.last_eval, "wall_time": self.wall_time}
+
+    # ------------------------------------------------------------------ hooks
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        """The training action at ``obs`` once the random ``init_steps`` are over."""
+        raise NotImplementedError
+
+    def _learn(self) -> None:
+        """The agent's work after each env step (``self.step`` already counts it)."""
+        raise NotImplementedError
+
+    def _eval_act(self, obs: np.ndarray) -> np.ndarray:
+        """The evaluation action at ``obs``."""
+        raise NotImplementedError
+
+    def _reset_eval_agent(self) -> None:
+        """Called after each evaluation episode's reset (default: nothing)."""
+
+    def _reset_env(self) -> np.ndarray:
+        obs, _ = self.env.reset()
+        return obs
+
+    def _plot_title(self) -> str:
+        raise NotImplementedError
+
+    def _elapsed(self) -> float:
+        """Seconds of training so far, including those before a resume."""
+        return time.perf_counter() - self._t0
+
+    def _retrain_due(self) -> bool:
+        """True at ``init_steps`` and every ``train_every`` steps after it."""
+        loop = self.cfg.loop
+        return self.step >= loop.init_steps and (self.step - loop.init_steps) % loop.train_every == 0
+
+    def _retrain(self, wall: float) -> None:
+        """Score the model on the rows it has not seen (after its first fit), refit it on the buffer, log both."""
+        assert self.model is not None and self.trainer is not None
+        data = self.buffer.transitions(device=self.device)
+        row: dict[str, Any] = {}
+        if self.trainer.fits > 0 and len(data) > self.trained_upto:
+            fresh = data.index(torch.arange(self.trained_upto, len(data), device=self.device))
+            ends = (data.terminated.cpu().numpy() | self.buffer.truncated())[self.trained_upto:]
+            row.update(model_metrics(self.model, fresh, ends, self.cfg.loop.rollout_error_horizon))
+        report = self.trainer.fit(data)
+        self.trained_upto = len(data)
+        row["model_fit_s"] = report.wall_time
+        if report.outer_steps:
+            row["u"] = report.outer_steps[-1].get("u", report.outer_steps[-1].get("u_mean_diag"))
+        self._log(wall_time=wall, **row)
+
+    def _log(self, **row: Any) -> None:
+        if self.run is not None:
+            self.run.log({"env_step": self.step, **row})
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _model_state(self) -> dict[str, Any]:
+        """The model's and the trainer's part of a checkpoint (a learned U included)."""
+        assert self.model is not None and self.trainer is not None
+        return {
+            "model": self.model.state_dict(),
+            "trainer": self.trainer.state_dict(),
+            "objective_u": getattr(getattr(self.trainer.objective, "reward_matrix", None), "_u", None),
+        }
+
+    def _load_model_state(self, state: dict[str, Any]) -> None:
+        assert self.model is not None and self.trainer is not None
+        self.model.load_state_dict(state["model"])
+        self.trainer.load_state_dict(state["trainer"])
+        rm = getattr(self.trainer.objective, "reward_matrix", None)
+        if rm is not None and state.get("objective_u") is not None:
+            rm._u = state["objective_u"].to(self.device)
+
+    def _buffers(self) -> dict[str, ReplayBuffer]:
+        """The replay buffers saved with each checkpoint, by name."""
+        return {"buffer": self.buffer}
+
+    def _restore_buffers(self, run: RunDir, state: dict[str, Any]) -> None:
+        """Load the buffers saved with the checkpoint ``state`` into the agent."""
+        self.buffer = run.load_buffer(state, "buffer")
+
+    def save_checkpoint(self) -> None:
+        if self.run is not None:
+            self.run.save_checkpoint(self.state_dict(), self._buffers())
+
+    @classmethod
+    def resume(cls, run: RunDir, progress: bool | None = None) -> Self:
+        """Rebuild a run from its directory and last checkpoint (a run with no checkpoint starts over)."""
+        agent = cls(run.config(), run, progress=progress)  # type: ignore[call-arg]
+        state = run.load_checkpoint()
+        if state is None:
+            run.truncate_metrics(-1)
+            return agent
+        agent.load_state_dict(state)
+        agent._restore_buffers(run, state)
+        run.truncate_metrics(agent.step)
+        return agent

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import copy
 import random
-import time
-from typing import Any, Self
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -35,26 +34,22 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from mbrl_po.agents.common import (
+    EVAL_SEED_OFFSET,
+    AgentLoop,
     RunDir,
     build_model,
     build_trainer,
     env_rng_state,
-    model_metrics,
-    progress_bar,
-    resolve_device,
-    run_episodes,
     set_env_rng_state,
 )
 from mbrl_po.config import AgentConfig
 from mbrl_po.data.replay_buffer import ReplayBuffer
-from mbrl_po.envs.task import TaskConfig, load_task, make_env
+from mbrl_po.envs.task import TaskConfig
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.models.model_env import ModelEnv
 from mbrl_po.training.trainer import DynamicsTrainer
 
-__all__ = ["MBPO", "SAC", "MixedSampler", "model_buffer_capacity", "rollout_length"]
-
-EVAL_SEED_OFFSET = 10_000
+__all__ = ["EVAL_SEED_OFFSET", "MBPO", "SAC", "MixedSampler", "model_buffer_capacity", "rollout_length"]
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -167,24 +162,14 @@ class _SpacesOnlyEnv(gym.Env):
 
 
 # ---------------------------------------------------------------------------------------------- agents
-class _SACLoop:
-    """The loop shared by :class:`MBPO` and :class:`SAC` (see the module docstring)."""
+class _SACLoop(AgentLoop):
+    """What :class:`MBPO` and :class:`SAC` share (see the module docstring); the loop is :meth:`AgentLoop.train`."""
 
-    kind = ""
     uses_model = False
 
     def __init__(self, cfg: AgentConfig, run: RunDir | None = None, task: TaskConfig | None = None,
                  progress: bool | None = None) -> None:
-        if cfg.kind != self.kind:
-            raise ValueError(f"kind: {type(self).__name__} needs kind={self.kind!r}, got {cfg.kind!r}")
-        self.cfg = cfg
-        self.run = run
-        self.progress = progress
-        self.task = task or load_task(cfg.env)
-        self.device = resolve_device(cfg.device)
-        self.env = make_env(self.task, seed=cfg.seed)
-        self.eval_env = make_env(self.task, seed=cfg.seed + EVAL_SEED_OFFSET)
-        self.env.action_space.seed(cfg.seed)
+        self._setup(cfg, run, task, progress)  # also the loop state (all of it is checkpointed)
         space = self.env.action_space
         if not isinstance(space, gym.spaces.Box) or not np.all(np.isfinite(space.low) & np.isfinite(space.high)):
             raise ValueError(f"action_space: {type(self).__name__} needs a bounded Box, got {space!r}")
@@ -223,69 +208,23 @@ class _SACLoop:
         self.sampler = MixedSampler(self.buffer, self.model_buffer, real_ratio, space.low, space.high,
                                     self.sac.device)
         self.sac.replay_buffer = self.sampler  # type: ignore[assignment]
-        # loop state (all of it is checkpointed)
-        self.step = 0
-        self.episode = 0
-        self.trained_upto = 0  # real buffer rows the model has been trained on
-        self.wall_time = 0.0
-        self.last_eval = float("nan")
 
-    # ------------------------------------------------------------------ the loop
-    def train(self) -> dict[str, float]:
-        cfg, loop = self.cfg, self.cfg.loop
-        obs = self._reset_env()
-        ep_return, ep_len = 0.0, 0
-        last_ckpt = self.step
-        t0 = time.perf_counter() - self.wall_time
-        bar = progress_bar(cfg.steps, f"{self.kind} {self.task.name}", self.step, self.progress)
-        while self.step < cfg.steps:
-            if self.step < loop.init_steps:
-                action = self.env.action_space.sample()
-            else:
-                action = self.sac.predict(obs, deterministic=False)[0]
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
-            self.step += 1
-            ep_return += float(reward)
-            ep_len += 1
-            bar.update(1)
+    # ------------------------------------------------------------------ loop hooks
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        return self.sac.predict(obs, deterministic=False)[0]
 
-            if self.step >= loop.init_steps:
-                if self.uses_model and (self.step - loop.init_steps) % loop.train_every == 0:
-                    self._retrain(time.perf_counter() - t0)
-                if self.trainer is not None and self.trainer.fits > 0:
-                    self._branch_rollouts()
-                self.sac.train(gradient_steps=self.updates_per_step, batch_size=cfg.sac.batch_size)
-            if self.step % loop.eval_every == 0:
-                self.last_eval = run_episodes(self.eval_env, self._eval_act, loop.eval_episodes,
-                                              seed=cfg.seed + EVAL_SEED_OFFSET + self.step)
-                self._log(eval_return=self.last_eval, wall_time=time.perf_counter() - t0)
-                bar.set_postfix(eval=f"{self.last_eval:.1f}")
+    def _learn(self) -> None:
+        if self.step < self.cfg.loop.init_steps:
+            return
+        if self.uses_model and self._retrain_due():
+            self._retrain(self._elapsed())
+        if self.trainer is not None and self.trainer.fits > 0:
+            self._branch_rollouts()
+        self.sac.train(gradient_steps=self.updates_per_step, batch_size=self.cfg.sac.batch_size)
 
-            if terminated or truncated:
-                self.episode += 1
-                self._log(episode=self.episode, episode_return=ep_return, episode_length=ep_len,
-                          wall_time=time.perf_counter() - t0)
-                ep_return, ep_len = 0.0, 0
-                if self.step - last_ckpt >= loop.checkpoint_every or self.step >= cfg.steps:
-                    self.wall_time = time.perf_counter() - t0
-                    self.save_checkpoint()
-                    last_ckpt = self.step
-                obs = self._reset_env()
-            else:
-                obs = next_obs
-        bar.close()
-        self.wall_time = time.perf_counter() - t0
-        self.save_checkpoint()
-        if self.run is not None:
-            label = f" objective={cfg.objective.label()}" if self.uses_model else ""
-            self.run.plot(f"{self.kind.upper()} {self.task.id}{label} seed={cfg.seed}")
-        return {"env_steps": float(self.step), "eval_return": self.last_eval, "wall_time": self.wall_time}
-
-    # ------------------------------------------------------------------ helpers
-    def _reset_env(self) -> np.ndarray:
-        obs, _ = self.env.reset()
-        return obs
+    def _plot_title(self) -> str:
+        label = f" objective={self.cfg.objective.label()}" if self.uses_model else ""
+        return f"{self.kind.upper()} {self.task.id}{label} seed={self.cfg.seed}"
 
     def _eval_act(self, obs: np.ndarray) -> np.ndarray:
         return self.sac.predict(obs, deterministic=True)[0]
@@ -318,25 +257,6 @@ class _SACLoop:
             new.add_batch(d.obs, d.actions, d.rewards, d.next_obs, d.terminated)
         self.model_buffer = self.sampler.model = new
 
-    def _retrain(self, wall: float) -> None:
-        assert self.model is not None and self.trainer is not None
-        data = self.buffer.transitions(device=self.device)
-        row: dict[str, Any] = {}
-        if self.trainer.fits > 0 and len(data) > self.trained_upto:
-            fresh = data.index(torch.arange(self.trained_upto, len(data), device=self.device))
-            ends = (data.terminated.cpu().numpy() | self.buffer.truncated())[self.trained_upto:]
-            row.update(model_metrics(self.model, fresh, ends, self.cfg.loop.rollout_error_horizon))
-        report = self.trainer.fit(data)
-        self.trained_upto = len(data)
-        row["model_fit_s"] = report.wall_time
-        if report.outer_steps:
-            row["u"] = report.outer_steps[-1].get("u", report.outer_steps[-1].get("u_mean_diag"))
-        self._log(wall_time=wall, **row)
-
-    def _log(self, **row: Any) -> None:
-        if self.run is not None:
-            self.run.log({"env_step": self.step, **row})
-
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything but the buffers (saved next to it as ``buffer-<step>.npz`` / ``model_buffer-<step>.npz``)."""
@@ -364,9 +284,7 @@ class _SACLoop:
             state.update({
                 "trained_upto": self.trained_upto,
                 "rollout_k": self.rollout_k,
-                "model": self.model.state_dict(),
-                "trainer": self.trainer.state_dict(),
-                "objective_u": getattr(getattr(self.trainer.objective, "reward_matrix", None), "_u", None),
+                **self._model_state(),
                 "model_env_generator": self.model_env.generator.get_state(),
             })
         return state
@@ -379,10 +297,6 @@ class _SACLoop:
 
     def _buffer_sizes(self) -> dict[str, tuple[int, int]]:
         return {name: (len(b), b.position) for name, b in self._buffers().items()}
-
-    def save_checkpoint(self) -> None:
-        if self.run is not None:
-            self.run.save_checkpoint(self.state_dict(), self._buffers())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sac = self.sac
@@ -408,32 +322,18 @@ class _SACLoop:
             assert self.model is not None and self.trainer is not None and self.model_env is not None
             self.trained_upto = int(state["trained_upto"])
             self.rollout_k = int(state["rollout_k"])
-            self.model.load_state_dict(state["model"])
-            self.trainer.load_state_dict(state["trainer"])
-            rm = getattr(self.trainer.objective, "reward_matrix", None)
-            if rm is not None and state.get("objective_u") is not None:
-                rm._u = state["objective_u"].to(self.device)
+            self._load_model_state(state)
             self.model_env.generator.set_state(state["model_env_generator"])
 
-    @classmethod
-    def resume(cls, run: RunDir, progress: bool | None = None) -> Self:
-        """Rebuild a run from its directory and last checkpoint (a run with no checkpoint starts over)."""
-        agent = cls(run.config(), run, progress=progress)
-        state = run.load_checkpoint()
-        if state is None:
-            run.truncate_metrics(-1)
-            return agent
-        agent.load_state_dict(state)
-        agent.buffer = agent.sampler.real = run.load_buffer(state, "buffer")
-        if agent.uses_model:
-            agent.model_buffer = agent.sampler.model = run.load_buffer(state, "model_buffer")
-        if agent._buffer_sizes() != state["buffer_sizes"]:
+    def _restore_buffers(self, run: RunDir, state: dict[str, Any]) -> None:
+        self.buffer = self.sampler.real = run.load_buffer(state, "buffer")
+        if self.uses_model:
+            self.model_buffer = self.sampler.model = run.load_buffer(state, "model_buffer")
+        if self._buffer_sizes() != state["buffer_sizes"]:
             raise ValueError(
-                f"resume: the buffers in {run.ckpt_dir} (size, position) {agent._buffer_sizes()} do not match "
+                f"resume: the buffers in {run.ckpt_dir} (size, position) {self._buffer_sizes()} do not match "
                 f"the checkpoint's {state['buffer_sizes']}; the run was killed while saving"
             )
-        run.truncate_metrics(agent.step)
-        return agent
 
 
 class MBPO(_SACLoop):
