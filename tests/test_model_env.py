@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
-from torch.overrides import TorchFunctionMode
 
 from mbrl_po.envs.toy import (
     POINT_MASS_DT,
@@ -76,37 +75,6 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-
     # torch.testing.assert_close costs ~1 s on its first call (lazy imports)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual, expected)
-
-
-class _NoHostSync(TorchFunctionMode):
-    """Raises on tensor ops that copy data to the host (a sync on an accelerator)."""
-
-    SYNCING = frozenset(
-        {
-            torch.Tensor.item,
-            torch.Tensor.tolist,
-            torch.Tensor.numpy,
-            torch.Tensor.cpu,
-            torch.Tensor.__bool__,
-            torch.Tensor.__float__,
-            torch.Tensor.__int__,
-            torch.Tensor.nonzero,
-            torch.nonzero,
-            torch.Tensor.masked_select,
-            torch.masked_select,
-            torch.unique,
-            torch.Tensor.unique,
-        }
-    )
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.SYNCING:
-            raise AssertionError(f"host sync: {getattr(func, '__name__', func)}")
-        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__):
-            index = args[1] if isinstance(args[1], tuple) else (args[1],)
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
-                raise AssertionError("host sync: boolean-mask indexing")
-        return func(*args, **(kwargs or {}))
 
 
 # ---------------------------------------------------------------------------- propagation
@@ -405,12 +373,12 @@ def test_evaluator_minus_inf_when_only_some_particles_are_nan() -> None:
     assert ((values >= 30) & (values <= 48)).all()
 
 
-def test_evaluator_makes_no_host_sync() -> None:
+def test_evaluator_makes_no_host_sync(no_host_sync) -> None:
     for propagation in ("ts1", "ts_inf", "expectation", "mean"):
         env = make_env(propagation, elites=ELITES, termination_fn=_action_terminates)
         ev = TrajectoryEvaluator(env, num_particles=3)
         obs, plans = torch.zeros(OBS_DIM), torch.rand(7, 4, ACT_DIM)
-        with _NoHostSync():
+        with no_host_sync():
             values = ev(obs, plans)
         assert values.shape == (7,)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from mbrl_po.envs import REWARDS, TERMINATIONS, load_task, make_env, never
 from mbrl_po.envs import rewards as R
@@ -207,46 +206,14 @@ def test_proxy_reward_correlates_with_env(name: str) -> None:
 # ---------------------------------------------------------------------------- batching, dtype, device
 
 
-class _NoHostSync(TorchFunctionMode):
-    """Raises on the tensor ops that copy data to the host (a sync on an accelerator). Cheaper than
-    running on the ``meta`` device, whose first use imports torch._dynamo (seconds)."""
-
-    SYNCING = frozenset(
-        {
-            torch.Tensor.item,
-            torch.Tensor.tolist,
-            torch.Tensor.numpy,
-            torch.Tensor.cpu,
-            torch.Tensor.__bool__,
-            torch.Tensor.__float__,
-            torch.Tensor.__int__,
-            torch.Tensor.__index__,
-            torch.Tensor.nonzero,
-            torch.nonzero,
-            torch.Tensor.masked_select,
-            torch.masked_select,
-            torch.unique,
-            torch.Tensor.unique,
-        }
-    )
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", str(func))
-        if func in self.SYNCING:
-            raise AssertionError(f"host sync: {name}")
-        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__):
-            index = args[1] if isinstance(args[1], tuple) else (args[1],)
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index):
-                raise AssertionError(f"host sync: boolean-mask {name}")
-        return func(*args, **(kwargs or {}))
-
-
-def test_no_host_sync_mode_catches_syncs() -> None:
+def test_no_host_sync_mode_catches_syncs(no_host_sync) -> None:
+    """The mode of ``conftest.py`` that the planning, model-env and reward/termination tests run under."""
     x = torch.randn(4)
-    for op in (lambda: bool(x[0] > 0), lambda: x.sum().item(), lambda: x[x > 0], lambda: float(x[1])):
-        with pytest.raises(AssertionError, match="host sync"), _NoHostSync():
+    for op in (lambda: bool(x[0] > 0), lambda: x.sum().item(), lambda: x[x > 0], lambda: float(x[1]),
+               lambda: x.cpu()):
+        with pytest.raises(AssertionError, match="host sync"), no_host_sync():
             op()
-    with _NoHostSync():
+    with no_host_sync():
         (x > 0).all(-1)
 
 
@@ -272,7 +239,7 @@ _DIMS = {  # (O, A) of the default layout of each function's task
 
 
 @pytest.mark.parametrize(("kind", "key", "fn"), _all_fns(), ids=lambda x: x if isinstance(x, str) else "")
-def test_functions_batch_over_leading_dims_without_host_sync(kind: str, key: str, fn) -> None:
+def test_functions_batch_over_leading_dims_without_host_sync(kind: str, key: str, fn, no_host_sync) -> None:
     o, a = _DIMS[key.removesuffix("_proxy").removesuffix("_shaped")]
     obs, next_obs = torch.randn(2, 3, 5, o, dtype=torch.float64), torch.randn(2, 3, 5, o, dtype=torch.float64)
     action = torch.rand(2, 3, 5, a, dtype=torch.float64) * 2 - 1
@@ -285,7 +252,7 @@ def test_functions_batch_over_leading_dims_without_host_sync(kind: str, key: str
     out32 = fn(obs.float(), action.float(), next_obs.float())
     assert out32.dtype == (torch.bool if kind == "termination" else torch.float32)
     # Any host sync (.item(), `if tensor:`, boolean-mask indexing, ...) raises inside this mode.
-    with _NoHostSync():
+    with no_host_sync():
         fn(obs, action, next_obs)
 
 
