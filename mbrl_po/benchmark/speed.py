@@ -751,15 +751,18 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
         },
         "load_before": loadavg(),
     }
-    # --- real data: the first retrain sees init_steps + train_every transitions
+    # --- real data: the first retrain sees init_steps + train_every transitions; each warm-started retrain
+    # after it sees train_every more (the agent keeps its model and optimizer between retrains)
     n_real = cfg.loop.init_steps + cfg.loop.train_every
+    n_warm = 2 if quick else 4
+    n_collect = n_real + n_warm * cfg.loop.train_every
     env = None
     try:
         from mbrl_po.data.collect import collect
         from mbrl_po.envs.task import load_task, make_env
 
         task = load_task("hopper")
-        data = collect(task, n_real, seed=0, progress=False)
+        data = collect(task, n_collect, seed=0, progress=False)
         env = make_env(task, seed=0)
         term_fn = task.termination_fn()
         out["data"] = f"{n_real} real Hopper-v5 random-policy transitions"
@@ -768,16 +771,20 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
 
         g = np.random.default_rng(0)
         data = {
-            "obs": g.standard_normal((n_real, o)).astype(np.float32),
-            "actions": g.uniform(-1, 1, (n_real, a)).astype(np.float32),
-            "rewards": g.standard_normal(n_real),
+            "obs": g.standard_normal((n_collect, o)).astype(np.float32),
+            "actions": g.uniform(-1, 1, (n_collect, a)).astype(np.float32),
+            "rewards": g.standard_normal(n_collect),
         }
-        data["next_obs"] = data["obs"] + 0.1 * g.standard_normal((n_real, o)).astype(np.float32)
-        data["terminated"] = np.zeros(n_real, dtype=bool)
+        data["next_obs"] = data["obs"] + 0.1 * g.standard_normal((n_collect, o)).astype(np.float32)
+        data["terminated"] = np.zeros(n_collect, dtype=bool)
         term_fn = never
         out["data"] = f"random data of Hopper dims ({type(exc).__name__}: {exc})"
-    real = ReplayBuffer(n_real + 1000, o, a, rng=np.random.default_rng(0))
-    real.add_batch(data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"])
+    real = ReplayBuffer(n_collect + 1000, o, a, rng=np.random.default_rng(0))
+
+    def add_real(lo: int, hi: int) -> None:
+        real.add_batch(*(data[k][lo:hi] for k in ("obs", "actions", "rewards", "next_obs", "terminated")))
+
+    add_real(0, n_real)
     # --- model retraining (first fit, from scratch, with the agent's settings), amortised over train_every
     torch.manual_seed(0)
     model = GaussianEnsemble(
@@ -813,6 +820,27 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
     out["retrain_s"] = stats(fits)
     out["retrain_epochs"] = epochs
     log(f"mbpo: retrain {fits} s, epochs {epochs}")
+    # --- warm-started retrains, as in the agent: same model, optimizer and trainer, train_every more rows each
+    warm, warm_cpu, warm_epochs = [], [], []
+    for i in range(n_warm):
+        add_real(n_real + i * cfg.loop.train_every, n_real + (i + 1) * cfg.loop.train_every)
+        sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        rep = trainer.fit(real.transitions(device=device))
+        sync(device)
+        warm.append(time.perf_counter() - t)
+        warm_cpu.append(time.process_time() - c)
+        warm_epochs.append(len(rep.epochs))
+    out["retrain_warm_s"] = stats(warm)
+    out["retrain_warm_epochs"] = warm_epochs
+    # a run of cfg.steps env steps retrains F times: once from scratch, then warm-started
+    n_fits = max(1, (cfg.steps - cfg.loop.init_steps) // cfg.loop.train_every)
+    out["schedule"] = {"steps": cfg.steps, "fits": n_fits}
+
+    def schedule_mean(first: float, warm_values: list[float]) -> float:
+        return (first + (n_fits - 1) * float(np.median(warm_values))) / n_fits
+
+    log(f"mbpo: warm retrains {warm} s, epochs {warm_epochs}")
     # --- SAC (stable-baselines3) on Hopper spaces, sampling through the agent's MixedSampler
     import gymnasium as gym
     from stable_baselines3 import SAC as SB3SAC  # noqa: N811
@@ -895,25 +923,38 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
             cpu[k].append(time.process_time() - c)
     ms = {k: stats(v, 1e3) for k, v in times.items()}
     out["cpu_ms"] = {k: stats(v, 1e3) for k, v in cpu.items()}
-    out["cpu_ms"]["retrain_amortised"] = stats([x / cfg.loop.train_every for x in fit_cpu], 1e3)
-    ms["retrain_amortised"] = stats([x / cfg.loop.train_every for x in fits], 1e3)
+    # amortised retraining: "first" = the from-scratch fit alone (an upper bound, comparable with mbrl-lib's
+    # figure, which is also its first fit); "schedule" = averaged over a run's retrains (one from scratch,
+    # the rest warm-started), which is what the agent pays per env step over a run
+    every = cfg.loop.train_every
+    out["cpu_ms"]["retrain_amortised"] = stats([x / every for x in fit_cpu], 1e3)
+    ms["retrain_amortised"] = stats([x / every for x in fits], 1e3)
+    out["cpu_ms"]["retrain_warm_amortised"] = stats([x / every for x in warm_cpu], 1e3)
+    ms["retrain_warm_amortised"] = stats([x / every for x in warm], 1e3)
+    out["cpu_ms"]["retrain_schedule_amortised"] = stats([schedule_mean(x, warm_cpu) / every for x in fit_cpu], 1e3)
+    ms["retrain_schedule_amortised"] = stats([schedule_mean(x, warm) / every for x in fits], 1e3)
     out["ms"] = ms
     med_cpu = {k: v["median"] for k, v in out["cpu_ms"].items()}
-    out["step_cpu_ms_k1"] = round(sum(med_cpu[k] for k in med_cpu if k != "model_rollouts_k15"), 2)
-    out["step_cpu_ms_k15"] = round(sum(med_cpu[k] for k in med_cpu if k != "model_rollouts_k1"), 2)
+    retrain_keys = ("retrain_warm_amortised", "retrain_schedule_amortised")  # alternatives to the first fit
+    out["step_cpu_ms_k1"] = round(
+        sum(med_cpu[k] for k in med_cpu if k != "model_rollouts_k15" and k not in retrain_keys), 2
+    )
+    out["step_cpu_ms_k15"] = round(
+        sum(med_cpu[k] for k in med_cpu if k != "model_rollouts_k1" and k not in retrain_keys), 2
+    )
     med = {k: v["median"] for k, v in ms.items()}
     step_k1 = sum(
         med[k] for k in ("sac_updates", "model_rollouts_k1", "retrain_amortised", "policy_act_and_buffer_add")
     ) + med.get("env_step", 0.0)
     out["step_ms_k1"] = round(step_k1, 2)
     out["step_ms_k15"] = round(step_k1 - med["model_rollouts_k1"] + med["model_rollouts_k15"], 2)
+    out["step_ms_k1_schedule"] = round(step_k1 - med["retrain_amortised"] + med["retrain_schedule_amortised"], 2)
     # shares in process CPU time (the parts ran at different moments of a loaded machine)
-    out["model_share_of_sac_k1"] = round(
-        (med_cpu["model_rollouts_k1"] + med_cpu["retrain_amortised"]) / med_cpu["sac_updates"], 3
-    )
-    out["model_share_of_sac_k15"] = round(
-        (med_cpu["model_rollouts_k15"] + med_cpu["retrain_amortised"]) / med_cpu["sac_updates"], 3
-    )
+    for tag, key in (("", "retrain_schedule_amortised"), ("_first_fit", "retrain_amortised")):
+        for k in ("k1", "k15"):
+            out[f"model_share_of_sac_{k}{tag}"] = round(
+                (med_cpu[f"model_rollouts_{k}"] + med_cpu[key]) / med_cpu["sac_updates"], 3
+            )
     out["ms_per_sac_update"] = round(med["sac_updates"] / cfg.mbpo.updates_per_step, 3)
     out["load_after"] = loadavg()
     log(f"mbpo: step {out['step_ms_k1']} ms (k=1), model share of SAC {out['model_share_of_sac_k1']}")
@@ -1059,6 +1100,18 @@ def _yes(ok: bool | None) -> str:
     return "pending" if ok is None else ("yes" if ok else "**no**")
 
 
+def _mbpo_share_text(b: dict[str, Any]) -> str:
+    """The MBPO model share at both rollout lengths, with the first-fit-only figure where it was measured."""
+    text = f"**{b['model_share_of_sac_k1']:.0%}** (k=1), **{b['model_share_of_sac_k15']:.0%}** (k=15)"
+    if "model_share_of_sac_k1_first_fit" in b:
+        text = (
+            f"{text} with retraining averaged over a run's schedule; counting every retrain as the first, "
+            f"from-scratch fit: {b['model_share_of_sac_k1_first_fit']:.0%} (k=1), "
+            f"{b['model_share_of_sac_k15_first_fit']:.0%} (k=15)"
+        )
+    return text
+
+
 def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """(target, measured value, met) rows for the targets this run measured."""
     rows: list[tuple[str, str, str]] = []
@@ -1118,8 +1171,8 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
         rows.append(
             (
                 "MBPO: model share ≤ 25% of the SAC updates' time",
-                f"{b['model_share_of_sac_k1']:.0%} (k=1), {b['model_share_of_sac_k15']:.0%} (k=15)",
-                _yes(b["model_share_of_sac_k1"] <= 0.25),
+                _mbpo_share_text(b),
+                _yes(b["model_share_of_sac_k1"] <= 0.25 and b["model_share_of_sac_k15"] <= 0.25),
             )
         )
         pw = _peer_work(peer, "mbpo-step")
@@ -1349,15 +1402,24 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
             f"(`ModelEnv.rollout_policy` with the SAC actor, TS-1, then `to_transitions` and the model-buffer add), "
             f"model {st['model']} retrained every {st['train_every']} steps ({st['model_fit']}). Each part is timed "
             f"on its own, interleaved over repeats; the step is their sum. Retraining: the first fit, from scratch, on "
-            f"{b['data']} ({b['retrain_epochs']} epochs until early stopping), divided by {st['train_every']}. "
-            f"Load average {b['load_before']} → {b['load_after']}.\n"
+            f"{b['data']} ({b['retrain_epochs']} epochs until early stopping), divided by {st['train_every']}"
+            + (
+                f"; then {len(b['retrain_warm_epochs'])} warm-started refits as the agent does them (same model, "
+                f"optimizer and trainer; {st['train_every']} more real rows each; {b['retrain_warm_epochs']} epochs). "
+                f"Over a {b['schedule']['steps']}-step run the agent refits {b['schedule']['fits']} times, once from "
+                f"scratch: the schedule average weighs the two accordingly"
+                if "retrain_warm_s" in b else ""
+            )
+            + f". Load average {b['load_before']} → {b['load_after']}.\n"
         )
         add("| part | ms per env step, wall | ms, process CPU | GPU |\n| --- | --- | --- | --- |")
         labels = {
             "sac_updates": f"{st['sac_updates_per_step']} SAC updates",
             "model_rollouts_k1": "model rollouts, length k=1 (first epochs)",
             "model_rollouts_k15": "model rollouts, length k=15 (Hopper schedule end)",
-            "retrain_amortised": "model retraining, amortised",
+            "retrain_amortised": "model retraining, amortised: first fit (from scratch)",
+            "retrain_warm_amortised": "model retraining, amortised: a warm-started refit",
+            "retrain_schedule_amortised": "model retraining, amortised: schedule average",
             "env_step": "env step (MuJoCo)",
             "policy_act_and_buffer_add": "policy act + buffer add",
         }
@@ -1367,8 +1429,10 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
                     f"| {label} | {fmt(b['ms'][k])} | {fmt(b.get('cpu_ms', {}).get(k))} | "
                     f"{_gpu(gpu, lambda g, k=k: fmt(g['mbpo']['ms'][k]))} |"
                 )
+        if "step_ms_k1_schedule" in b:
+            add(f"| whole step (k=1), schedule-average retraining | {b['step_ms_k1_schedule']} | – | – |")
         add(
-            f"| **whole step (k=1)** | **{b['step_ms_k1']}** | {b.get('step_cpu_ms_k1', '–')} | "
+            f"| **whole step (k=1), first-fit retraining** | **{b['step_ms_k1']}** | {b.get('step_cpu_ms_k1', '–')} | "
             f"{_gpu(gpu, lambda g: g['mbpo']['step_ms_k1'])} |"
         )
         add(
@@ -1377,9 +1441,8 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
         )
         add("")
         add(
-            "- Model share (rollouts + amortised retraining) over the SAC updates' time: "
-            f"**{b['model_share_of_sac_k1']:.0%}** at k=1, {b['model_share_of_sac_k15']:.0%} at k=15 "
-            f"(target ≤ 25%; process CPU time). One SAC update: {b['ms_per_sac_update']} ms wall."
+            "- Model share (rollouts + amortised retraining) over the SAC updates' time (target ≤ 25%; process "
+            f"CPU time): {_mbpo_share_text(b)}. One SAC update: {b['ms_per_sac_update']} ms wall."
         )
         pw = _peer_work(peer, "mbpo-step")
         if pw:
