@@ -1127,6 +1127,14 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
             if pe_cpu:
                 value += f", {pe_cpu / nll_cpu:.2f}× CPU time ({_num(pe_cpu)} s vs {_num(nll_cpu)} s)"
             value += "; separate runs"
+            floor_cpu = t.get("floor_epoch_s", {}).get("median")
+            if pe_cpu and floor_cpu:
+                bound = pe_cpu / floor_cpu
+                value += (
+                    f". Bound: mbrl-lib / floor = {bound:.2f}× (CPU time), the most that code running at the "
+                    f"{res['machine'].get('bf16', {}).get('fast') and 'bf16' or 'float32'} matmul floor could gain"
+                    + (f", so 2× is out of reach with this dtype on this CPU" if bound < 2 else "")
+                )
         best = max(x for x in (pe and pe / nll, pe_cpu and pe_cpu / nll_cpu, 0) if x is not None)
         rows.append(
             ("NLL epoch ≥ 2× faster than mbrl-lib's ModelTrainer (CPU)", value, _yes(None if not pe else best >= 2))
@@ -1159,6 +1167,19 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
             if cpu_speedups:
                 value += f", {min(cpu_speedups):.2f}–{max(cpu_speedups):.2f}× CPU time"
             value += f" over {len(speedups)} rungs (separate runs)"
+            bounds = [
+                pc / r["floor_ms"]["median"]
+                for r in rs
+                for pc in [peer_plan_ms(peer, r["env"], r["rung"], cpu=True)[0]]
+                if pc and r.get("floor_ms")
+            ]
+            if bounds:
+                value += (
+                    f". Bound: mbrl-lib / floor = {min(bounds):.2f}–{max(bounds):.2f}× (CPU time), the most that "
+                    "code at the matmul floor could gain"
+                    + (f"; 3× is out of reach at {sum(b < 3 for b in bounds)} of {len(bounds)} rungs with this "
+                       "dtype on this CPU" if min(bounds) < 3 else "")
+                )
         rows.append(
             (
                 "planning ≥ 3× faster than mbrl-lib at every rung",
