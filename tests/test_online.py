@@ -293,3 +293,19 @@ def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
     assert "pets pg-learned − pets nll | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
     assert "rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
     assert "sac model-free" in text and len(pngs) == 1
+
+
+def test_prune_superseded_moves_rows_of_old_trials_and_keeps_them(tmp_path):
+    runs = tmp_path / "cpu" / "runs.csv"
+    row = {c: "" for c in ROW_COLUMNS}
+    append_rows(runs, [{**row, "trial_id": "old", "env_step": "10"}, {**row, "trial_id": "new", "env_step": "10"},
+                       {**row, "trial_id": "old", "env_step": "20"}], ROW_COLUMNS)
+    assert online.prune_superseded(runs, keep={"new"}) == ["old"]
+    assert [r["trial_id"] for r in read_csv(runs)] == ["new"]
+    moved = read_csv(runs.with_name("superseded.csv"))
+    assert [(r["trial_id"], r["env_step"]) for r in moved] == [("old", "10"), ("old", "20")]
+    assert online.prune_superseded(runs, keep={"new"}) == []  # nothing left to move: a no-op
+    append_rows(runs, [{**row, "trial_id": "older", "env_step": "5"}], ROW_COLUMNS)
+    assert online.prune_superseded(runs, keep={"new"}) == ["older"]
+    assert [r["trial_id"] for r in read_csv(runs.with_name("superseded.csv"))] == ["old", "old", "older"]
+    assert list(read_csv(runs)[0].keys()) == list(ROW_COLUMNS)

@@ -152,6 +152,36 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def prune_superseded(runs_csv: str | Path, keep: set[str]) -> list[str]:
+    """Move the rows of trials not in ``keep`` (trials of an earlier version of the suite: a changed task or
+    agent config gives new trial ids) from runs.csv to ``superseded.csv`` beside it, under :func:`file_lock`.
+
+    Nothing is deleted: the superseded rows are appended to superseded.csv (same columns). Returns the ids of
+    the trials moved.
+    """
+    runs_csv = Path(runs_csv)
+    with file_lock(runs_csv):
+        rows = read_csv(runs_csv)
+        if not rows:
+            return []
+        old = [r for r in rows if r["trial_id"] not in keep]
+        if not old:
+            return []
+        columns = list(rows[0].keys())
+        target = runs_csv.with_name("superseded.csv")
+        for path, part, append in ((target, old, True), (runs_csv, [r for r in rows if r["trial_id"] in keep], False)):
+            existing = read_csv(path) if append else []
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+                w.writeheader()
+                w.writerows([*existing, *part])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    return sorted({r["trial_id"] for r in old})
+
+
 def finished_trials(runs_csv: str | Path) -> set[str]:
     """Ids of the trials that have rows in runs.csv."""
     return {r["trial_id"] for r in read_csv(runs_csv)}
@@ -509,14 +539,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs/suites", help="parent of <SUITE>/<trial-id>/ run directories")
     p.add_argument("--name", default=None, help="results/runs folder name (default: the suite's, see above)")
     p.add_argument("--dry-run", action="store_true", help="list the trials and their status; run nothing")
+    p.add_argument("--prune-superseded", action="store_true",
+                   help="move rows of trials that are no longer in the suite (its config changed) to "
+                        "superseded.csv; run nothing")
     return p.parse_args(argv)
 
 
-def build_sweep(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> tuple[Suite, Sweep]:
+def parse_set_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--set`` overrides of the command line as a nested dict."""
     from mbrl_po.config import parse_set
 
+    return parse_set(args.set or [])
+
+
+def build_sweep(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> tuple[Suite, Sweep]:
     suite = load_suite(args.suite)
-    overrides = parse_set(args.set or [])
+    overrides = parse_set_overrides(args)
     trials = suite.trials(seeds=args.seeds, budget_scale=args.budget_scale, overrides=overrides, only=args.only,
                           max_episode_steps=args.max_episode_steps)
     if not trials:
@@ -532,6 +570,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mbrl-po bench online``; returns the exit status (1 when some trial failed)."""
     args = _parse_args(argv)
     suite, sweep = build_sweep(args)
+    if args.prune_superseded:
+        keep = {t.trial_id for t in suite.trials(seeds=args.seeds, budget_scale=args.budget_scale,
+                                                  overrides=parse_set_overrides(args),
+                                                  max_episode_steps=args.max_episode_steps)}
+        moved = prune_superseded(sweep.runs_csv, keep)
+        print(f"moved the rows of {len(moved)} superseded trial(s) to {sweep.runs_csv.with_name('superseded.csv')}"
+              + (f": {', '.join(moved)}" if moved else ""))
+        return 0
     if args.dry_run:
         status = sweep.status()
         counts = Counter(s.split("@")[0] for _, s in status)
