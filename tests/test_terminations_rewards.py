@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,6 +278,38 @@ def test_healthy_ranges_use_open_or_closed_bounds_like_gymnasium() -> None:
     ip = torch.tensor([[0.0, 0.2, 0.0, 0.0], [0.0, -0.2001, 0.0, 0.0], [float("inf"), 0.0, 0.0, 0.0]])
     assert T.inverted_pendulum(ip, torch.zeros(3, 1), ip).tolist() == [False, True, True]
     assert R.inverted_pendulum(ip, torch.zeros(3, 1), ip).tolist() == [1.0, 0.0, 0.0]
+
+
+_GYM_ENVS = {  # function-name prefix: (gymnasium.envs.mujoco module, env class)
+    "hopper": ("hopper_v5", "HopperEnv"),
+    "walker2d": ("walker2d_v5", "Walker2dEnv"),
+    "ant": ("ant_v5", "AntEnv"),
+    "humanoid": ("humanoid_v5", "HumanoidEnv"),
+    "halfcheetah": ("half_cheetah_v5", "HalfCheetahEnv"),
+    "swimmer": ("swimmer_v5", "SwimmerEnv"),
+    "reacher": ("reacher_v5", "ReacherEnv"),
+    "pusher": ("pusher_v5", "PusherEnv"),
+    "inverted_double_pendulum": ("inverted_double_pendulum_v5", "InvertedDoublePendulumEnv"),
+}
+
+
+@pytest.mark.mujoco
+@pytest.mark.parametrize("prefix", sorted(_GYM_ENVS))
+def test_keyword_defaults_are_the_environments(prefix: str) -> None:
+    """Every keyword of a termination, reward or healthy check that the env's constructor also takes has the
+    constructor's default (the healthy ranges are shared constants of ``terminations.py``)."""
+    module, cls = _GYM_ENVS[prefix]
+    env_init = inspect.signature(getattr(importlib.import_module(f"gymnasium.envs.mujoco.{module}"), cls).__init__)
+    fns = [f for name, f in (*TERMINATIONS.items(), *REWARDS.items()) if name.removesuffix("_proxy") == prefix]
+    fns += [getattr(T, f"{prefix}_is_healthy")] if hasattr(T, f"{prefix}_is_healthy") else []
+    assert fns, prefix
+    compared = 0
+    for fn in fns:
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.kind == inspect.Parameter.KEYWORD_ONLY and name in env_init.parameters:
+                assert p.default == env_init.parameters[name].default, (fn.__name__, name)
+                compared += 1
+    assert compared > 0, prefix
 
 
 def test_inverted_pendulum_shaped_planning_reward() -> None:

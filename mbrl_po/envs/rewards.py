@@ -28,6 +28,13 @@ from collections.abc import Callable
 import torch
 
 from mbrl_po.envs.terminations import (
+    ANT_HEALTHY_Z_RANGE,
+    HOPPER_HEALTHY_ANGLE_RANGE,
+    HOPPER_HEALTHY_STATE_RANGE,
+    HOPPER_HEALTHY_Z_RANGE,
+    HUMANOID_HEALTHY_Z_RANGE,
+    WALKER2D_HEALTHY_ANGLE_RANGE,
+    WALKER2D_HEALTHY_Z_RANGE,
     ant_is_healthy,
     hopper_is_healthy,
     humanoid_is_healthy,
@@ -48,6 +55,35 @@ def _sq_sum(x: torch.Tensor) -> torch.Tensor:
 
 def _trapezoid(obs: torch.Tensor, next_obs: torch.Tensor, index: int) -> torch.Tensor:
     return 0.5 * (obs[..., index] + next_obs[..., index])
+
+
+def _locomotion(
+    velocity: torch.Tensor,
+    action: torch.Tensor,
+    next_obs: torch.Tensor,
+    forward_reward_weight: float,
+    ctrl_cost_weight: float,
+    healthy: torch.Tensor | None = None,
+    healthy_reward: float = 0.0,
+) -> torch.Tensor:
+    """The terms every locomotion proxy shares: ``w_f velocity + healthy_reward [healthy] - w_c |a|^2``.
+
+    Args:
+        velocity: (...) forward velocity estimate.
+        action: (..., A) actions.
+        next_obs: (..., O) next observations (their dtype is the healthy term's).
+        forward_reward_weight: the env's ``forward_reward_weight``.
+        ctrl_cost_weight: the env's ``ctrl_cost_weight``.
+        healthy: (...) bool from a ``*_is_healthy`` check (None: the task has no healthy reward).
+        healthy_reward: reward per step while healthy.
+
+    Returns:
+        (...) rewards (contact costs, where a task has them, are subtracted by the caller).
+    """
+    reward = forward_reward_weight * velocity
+    if healthy is not None:
+        reward = reward + healthy_reward * healthy.to(next_obs.dtype)
+    return reward - ctrl_cost_weight * _sq_sum(action)
 
 
 # ----------------------------------------------------------------------------------------- exact rewards
@@ -196,7 +232,7 @@ def halfcheetah_proxy(
         (...) rewards.
     """
     iv = 8 if exclude_current_positions_from_observation else 9
-    return forward_reward_weight * _trapezoid(obs, next_obs, iv) - ctrl_cost_weight * _sq_sum(action)
+    return _locomotion(_trapezoid(obs, next_obs, iv), action, next_obs, forward_reward_weight, ctrl_cost_weight)
 
 
 def hopper_proxy(
@@ -207,9 +243,9 @@ def hopper_proxy(
     forward_reward_weight: float = 1.0,
     ctrl_cost_weight: float = 1e-3,
     healthy_reward: float = 1.0,
-    healthy_state_range: tuple[float, float] = (-100.0, 100.0),
-    healthy_z_range: tuple[float, float] = (0.7, _INF),
-    healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
+    healthy_state_range: tuple[float, float] = HOPPER_HEALTHY_STATE_RANGE,
+    healthy_z_range: tuple[float, float] = HOPPER_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = HOPPER_HEALTHY_ANGLE_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Hopper-v5 proxy: ``mean(v_x, v_x') + healthy - 1e-3 |a|^2`` (healthy and control terms exact).
@@ -237,10 +273,9 @@ def hopper_proxy(
         healthy_angle_range=healthy_angle_range,
         exclude_current_positions_from_observation=exclude_current_positions_from_observation,
     )
-    return (
-        forward_reward_weight * _trapezoid(obs, next_obs, iv)
-        + healthy_reward * healthy.to(next_obs.dtype)
-        - ctrl_cost_weight * _sq_sum(action)
+    return _locomotion(
+        _trapezoid(obs, next_obs, iv), action, next_obs, forward_reward_weight, ctrl_cost_weight, healthy,
+        healthy_reward,
     )
 
 
@@ -252,8 +287,8 @@ def walker2d_proxy(
     forward_reward_weight: float = 1.0,
     ctrl_cost_weight: float = 1e-3,
     healthy_reward: float = 1.0,
-    healthy_z_range: tuple[float, float] = (0.8, 2.0),
-    healthy_angle_range: tuple[float, float] = (-1.0, 1.0),
+    healthy_z_range: tuple[float, float] = WALKER2D_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = WALKER2D_HEALTHY_ANGLE_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Walker2d-v5 proxy: ``mean(v_x, v_x') + healthy - 1e-3 |a|^2`` (healthy and control terms exact).
@@ -279,10 +314,9 @@ def walker2d_proxy(
         healthy_angle_range=healthy_angle_range,
         exclude_current_positions_from_observation=exclude_current_positions_from_observation,
     )
-    return (
-        forward_reward_weight * _trapezoid(obs, next_obs, iv)
-        + healthy_reward * healthy.to(next_obs.dtype)
-        - ctrl_cost_weight * _sq_sum(action)
+    return _locomotion(
+        _trapezoid(obs, next_obs, iv), action, next_obs, forward_reward_weight, ctrl_cost_weight, healthy,
+        healthy_reward,
     )
 
 
@@ -309,7 +343,7 @@ def swimmer_proxy(
         (...) rewards.
     """
     iv = 3 if exclude_current_positions_from_observation else 5
-    return forward_reward_weight * _trapezoid(obs, next_obs, iv) - ctrl_cost_weight * _sq_sum(action)
+    return _locomotion(_trapezoid(obs, next_obs, iv), action, next_obs, forward_reward_weight, ctrl_cost_weight)
 
 
 def ant_proxy(
@@ -321,7 +355,7 @@ def ant_proxy(
     ctrl_cost_weight: float = 0.5,
     contact_cost_weight: float = 5e-4,
     healthy_reward: float = 1.0,
-    healthy_z_range: tuple[float, float] = (0.2, 1.0),
+    healthy_z_range: tuple[float, float] = ANT_HEALTHY_Z_RANGE,
     exclude_current_positions_from_observation: bool = True,
     include_cfrc_ext_in_observation: bool = True,
 ) -> torch.Tensor:
@@ -352,10 +386,9 @@ def ant_proxy(
         healthy_z_range=healthy_z_range,
         exclude_current_positions_from_observation=exclude_current_positions_from_observation,
     )
-    reward = (
-        forward_reward_weight * _trapezoid(obs, next_obs, iv)
-        + healthy_reward * healthy.to(next_obs.dtype)
-        - ctrl_cost_weight * _sq_sum(action)
+    reward = _locomotion(
+        _trapezoid(obs, next_obs, iv), action, next_obs, forward_reward_weight, ctrl_cost_weight, healthy,
+        healthy_reward,
     )
     if include_cfrc_ext_in_observation:
         reward = reward - contact_cost_weight * _sq_sum(next_obs[..., n_state:])
@@ -411,7 +444,7 @@ def humanoid_proxy(
     contact_cost_weight: float = 5e-7,
     contact_cost_range: tuple[float, float] = (-_INF, 10.0),
     healthy_reward: float = 5.0,
-    healthy_z_range: tuple[float, float] = (1.0, 2.0),
+    healthy_z_range: tuple[float, float] = HUMANOID_HEALTHY_Z_RANGE,
     exclude_current_positions_from_observation: bool = True,
     include_cinert_in_observation: bool = True,
     include_cvel_in_observation: bool = True,
@@ -454,11 +487,7 @@ def humanoid_proxy(
         healthy_z_range=healthy_z_range,
         exclude_current_positions_from_observation=exclude_current_positions_from_observation,
     )
-    reward = (
-        forward_reward_weight * v_com
-        + healthy_reward * healthy.to(next_obs.dtype)
-        - ctrl_cost_weight * _sq_sum(action)
-    )
+    reward = _locomotion(v_com, action, next_obs, forward_reward_weight, ctrl_cost_weight, healthy, healthy_reward)
     if include_cfrc_ext_in_observation:  # cfrc_ext[1:] is the last block of the observation
         lo, hi = contact_cost_range
         contact = contact_cost_weight * _sq_sum(next_obs[..., -6 * _HUMANOID_NBODY :])

@@ -37,6 +37,17 @@ TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 
 _INF = math.inf
 
+# Gymnasium v5 defaults of the healthy ranges: the defaults of the ``*_is_healthy`` checks, of the terminations
+# here and of the reward proxies in :mod:`mbrl_po.envs.rewards` (tests/test_terminations_rewards.py compares
+# them with the environments' constructors).
+HOPPER_HEALTHY_STATE_RANGE = (-100.0, 100.0)
+HOPPER_HEALTHY_Z_RANGE = (0.7, _INF)
+HOPPER_HEALTHY_ANGLE_RANGE = (-0.2, 0.2)
+WALKER2D_HEALTHY_Z_RANGE = (0.8, 2.0)
+WALKER2D_HEALTHY_ANGLE_RANGE = (-1.0, 1.0)
+ANT_HEALTHY_Z_RANGE = (0.2, 1.0)
+HUMANOID_HEALTHY_Z_RANGE = (1.0, 2.0)
+
 # Geometry of inverted_double_pendulum.xml: both poles are 0.6 long, the tip site sits at the end of the
 # second pole, and the hinges rotate about the y axis, so a pole at angle q points along (sin q, cos q).
 _IDP_POLE_LENGTH = 0.6
@@ -69,9 +80,9 @@ def never(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> to
 def hopper_is_healthy(
     next_obs: torch.Tensor,
     *,
-    healthy_state_range: tuple[float, float] = (-100.0, 100.0),
-    healthy_z_range: tuple[float, float] = (0.7, _INF),
-    healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
+    healthy_state_range: tuple[float, float] = HOPPER_HEALTHY_STATE_RANGE,
+    healthy_z_range: tuple[float, float] = HOPPER_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = HOPPER_HEALTHY_ANGLE_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Hopper-v5 ``is_healthy`` from an observation.
@@ -100,9 +111,9 @@ def hopper(
     action: torch.Tensor,
     next_obs: torch.Tensor,
     *,
-    healthy_state_range: tuple[float, float] = (-100.0, 100.0),
-    healthy_z_range: tuple[float, float] = (0.7, _INF),
-    healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
+    healthy_state_range: tuple[float, float] = HOPPER_HEALTHY_STATE_RANGE,
+    healthy_z_range: tuple[float, float] = HOPPER_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = HOPPER_HEALTHY_ANGLE_RANGE,
     terminate_when_unhealthy: bool = True,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
@@ -135,8 +146,8 @@ def hopper(
 def walker2d_is_healthy(
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (0.8, 2.0),
-    healthy_angle_range: tuple[float, float] = (-1.0, 1.0),
+    healthy_z_range: tuple[float, float] = WALKER2D_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = WALKER2D_HEALTHY_ANGLE_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Walker2d-v5 ``is_healthy``: torso height and angle in open ranges.
@@ -161,8 +172,8 @@ def walker2d(
     action: torch.Tensor,
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (0.8, 2.0),
-    healthy_angle_range: tuple[float, float] = (-1.0, 1.0),
+    healthy_z_range: tuple[float, float] = WALKER2D_HEALTHY_Z_RANGE,
+    healthy_angle_range: tuple[float, float] = WALKER2D_HEALTHY_ANGLE_RANGE,
     terminate_when_unhealthy: bool = True,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
@@ -197,7 +208,7 @@ _ANT_NQ, _ANT_NV = 15, 14
 def ant_is_healthy(
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (0.2, 1.0),
+    healthy_z_range: tuple[float, float] = ANT_HEALTHY_Z_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Ant-v5 ``is_healthy``: finite state and torso height in the *closed* range.
@@ -222,7 +233,7 @@ def ant(
     action: torch.Tensor,
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (0.2, 1.0),
+    healthy_z_range: tuple[float, float] = ANT_HEALTHY_Z_RANGE,
     terminate_when_unhealthy: bool = True,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
@@ -251,7 +262,7 @@ def ant(
 def humanoid_is_healthy(
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (1.0, 2.0),
+    healthy_z_range: tuple[float, float] = HUMANOID_HEALTHY_Z_RANGE,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
     """Humanoid-v5 ``is_healthy``: torso height (``qpos[2]``) in the open range.
@@ -273,7 +284,7 @@ def humanoid(
     action: torch.Tensor,
     next_obs: torch.Tensor,
     *,
-    healthy_z_range: tuple[float, float] = (1.0, 2.0),
+    healthy_z_range: tuple[float, float] = HUMANOID_HEALTHY_Z_RANGE,
     terminate_when_unhealthy: bool = True,
     exclude_current_positions_from_observation: bool = True,
 ) -> torch.Tensor:
