@@ -244,3 +244,21 @@ def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
     speed.write_report(res, out, gpu=res, peer=speed.load_peer(tmp_path / "peer.json"))
     text = out.read_text()
     assert "separate run" in text and "2030-01-01" in text and "| 5.00 load [2, 2, 2] | n/a | 2.00, – |" in text
+
+
+def test_return_per_second_reads_the_first_eval_at_the_target(tmp_path) -> None:
+    from mbrl_po.benchmark.speed import first_wall_time_at, return_per_second
+
+    head = "env_step,eval_return,wall_time\n"
+    (tmp_path / "metrics_nll.csv").write_text(head + "5,,1.0\n500,120,50.5\n1000,950,99.0\n1500,1000,150\n")
+    (tmp_path / "metrics_pg_learned.csv").write_text(head + "500,300,70\n1000,899,140\n")
+    assert first_wall_time_at(tmp_path / "metrics_nll.csv", 900) == (99.0, 1000, 950.0)
+    assert first_wall_time_at(tmp_path / "metrics_pg_learned.csv", 900) == (None, None, 899.0)
+    peer = {"workloads": {"pets-ip": {"reached": False, "wall_s": 900.0, "best_return": 673.0,
+                                      "settings": {"population": 64, "particles": 5, "horizon": 10, "iterations": 3}}}}
+    target, value, met = return_per_second(peer, tmp_path)
+    assert "ours nll: 99 s (step 1000)" in value and "not reached (best 899)" in value
+    assert "not reached in 900 s" in value and "no" in met  # one objective never reached 900
+    (tmp_path / "metrics_pg_learned.csv").write_text(head + "1000,901,140\n")
+    assert return_per_second(peer, tmp_path)[2].startswith("partly")
+    assert return_per_second(peer, tmp_path / "missing") is None
