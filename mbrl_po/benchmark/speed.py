@@ -845,7 +845,7 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
     # --- SAC (stable-baselines3) on Hopper spaces, sampling through the agent's MixedSampler
     import gymnasium as gym
     from stable_baselines3 import SAC as SB3SAC  # noqa: N811
-    from stable_baselines3.common.logger import configure as sb3_logger
+    from stable_baselines3.common.logger import Logger as SB3Logger
 
     from mbrl_po.agents.mbpo import MixedSampler, _SpacesOnlyEnv
 
@@ -864,7 +864,7 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
         seed=0,
         device=device,
     )
-    sac.set_logger(sb3_logger(folder=None, format_strings=[]))
+    sac.set_logger(SB3Logger(folder=None, output_formats=[]))  # in memory: no /tmp/SB3-<date> folder
     model_buf = ReplayBuffer(cfg.mbpo.rollouts_per_step * cfg.mbpo.epoch_length, o, a, rng=np.random.default_rng(1))
     model_buf.add_batch(data["obs"], data["actions"], data["rewards"], data["next_obs"], data["terminated"])
     sac.replay_buffer = MixedSampler(real, model_buf, cfg.mbpo.real_ratio, act_space.low, act_space.high, sac.device)  # type: ignore[assignment]
