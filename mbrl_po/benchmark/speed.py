@@ -802,36 +802,35 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
         progress=False,
         seed=0,
     )
-    fits = []
-    fit_cpu = []
-    epochs = []
+    def timed_fit(wall: list[float], cpu_s: list[float], n_epochs: list[int]) -> None:
+        sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        rep = trainer.fit(real.transitions(device=device))
+        sync(device)
+        wall.append(time.perf_counter() - t)
+        cpu_s.append(time.process_time() - c)
+        n_epochs.append(len(rep.epochs))
+
+    fits: list[float] = []
+    fit_cpu: list[float] = []
+    epochs: list[int] = []
     for _ in range(1 if quick else 2):
         model.load_state_dict(
             GaussianEnsemble(
                 o, a, ensemble_size=m.ensemble_size, num_elites=m.num_elites, hidden_sizes=m.hidden_sizes, device=device
             ).state_dict()
         )
-        sync(device)
-        t, c = time.perf_counter(), time.process_time()
-        rep = trainer.fit(real.transitions(device=device))
-        sync(device)
-        fits.append(time.perf_counter() - t)
-        fit_cpu.append(time.process_time() - c)
-        epochs.append(len(rep.epochs))
+        timed_fit(fits, fit_cpu, epochs)
     out["retrain_s"] = stats(fits)
     out["retrain_epochs"] = epochs
     log(f"mbpo: retrain {fits} s, epochs {epochs}")
     # --- warm-started retrains, as in the agent: same model, optimizer and trainer, train_every more rows each
-    warm, warm_cpu, warm_epochs = [], [], []
+    warm: list[float] = []
+    warm_cpu: list[float] = []
+    warm_epochs: list[int] = []
     for i in range(n_warm):
         add_real(n_real + i * cfg.loop.train_every, n_real + (i + 1) * cfg.loop.train_every)
-        sync(device)
-        t, c = time.perf_counter(), time.process_time()
-        rep = trainer.fit(real.transitions(device=device))
-        sync(device)
-        warm.append(time.perf_counter() - t)
-        warm_cpu.append(time.process_time() - c)
-        warm_epochs.append(len(rep.epochs))
+        timed_fit(warm, warm_cpu, warm_epochs)
     out["retrain_warm_s"] = stats(warm)
     out["retrain_warm_epochs"] = warm_epochs
     # a run of cfg.steps env steps retrains F times: once from scratch, then warm-started
