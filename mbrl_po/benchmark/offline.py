@@ -681,7 +681,8 @@ def paired_differences(
 
 
 def plot_results(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizons: Sequence[int],
-                 path: str | Path, title: str = "") -> Path:
+                 path: str | Path, title: str = "",
+                 reference: dict[str, tuple[float, float, float | None, float | None]] | None = None) -> Path:
     """A 2x3 PNG: bars (mean, 95% CI) of RMSE, NLL, 50%/90% coverage, fit time, and rollout RMSE vs H."""
     import matplotlib
 
@@ -711,6 +712,14 @@ def plot_results(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizo
         ax.set_title(label)
         if ref is not None:
             ax.axhline(ref, color="k", ls="--", lw=1)
+        if reference and key in ("rmse", "nll"):  # e.g. the paper's Table 3: black diamonds, mean ± its std
+            col = 0 if key == "rmse" else 2
+            pts = [(i, reference[v][col], reference[v][col + 1]) for i, v in enumerate(vs)
+                   if v in reference and reference[v][col] is not None]
+            if pts:
+                ax.errorbar([i for i, _, _ in pts], [m for _, m, _ in pts], yerr=[e for _, _, e in pts], fmt="D",
+                            color="k", ms=5, capsize=3, label="paper (Table 3)")
+                ax.legend(fontsize=7)
         if key == "nll":
             finite = [m for m, _ in ms if math.isfinite(m)]
             if finite and max(finite) - min(finite) > 50:
@@ -788,7 +797,10 @@ def _data_description(cfg: OfflineConfig, rows: Sequence[dict[str, Any]]) -> str
         _, prov = load_dataset(cfg.dataset)
     except Exception:  # noqa: BLE001 - the header must not fail the report
         prov = {}
-    what = ", ".join(f"{k} {prov[k]}" for k in ("env_id", "policy", "policy_return", "mean_return", "seed")
+    def show(v: Any) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    what = ", ".join(f"{k} {show(prov[k])}" for k in ("env_id", "policy", "policy_return", "mean_return", "seed")
                      if k in prov)
     return (f"the first {cfg.num_transitions} transitions of dataset `{Path(str(cfg.dataset)).name}`"
             f"{' (' + what + ')' if what else ''} (data fingerprint {rows[0].get('data_fingerprint', '?')}")
@@ -815,8 +827,11 @@ def write_reports(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], config_id:
     md.write_text(head + (paper + "\n" if paper else "") + summarize(mine, cfg.variants, cfg.horizons))
     png = out / f"{cfg.stem}.png"
     if mine:
+        with_paper = cfg.setting == "authors" and cfg.env == "halfcheetah"
         plot_results(mine, cfg.variants, cfg.horizons, png,
-                     title=f"{cfg.env} offline, setting {cfg.setting}, {len(seeds)} seeds (mean ± 95% CI)")
+                     title=f"{cfg.env} offline, setting {cfg.setting}, {len(seeds)} seeds (mean ± 95% CI)"
+                     + (" ; black: the paper's Table 3" if with_paper else ""),
+                     reference=PAPER_TABLE3 if with_paper else None)
     return md, png
 
 
