@@ -286,12 +286,22 @@ def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
                              "eval_return": step / 10 + shift + seed, "model_nll": "" if agent == "sac" else 1.0,
                              "rollout_error": "" if agent == "sac" else 0.5 - shift / 1000, "machine": "m",
                              "commit": "abc", "config_hash": f"h{obj}", "trial_id": f"{obj}{seed}"})
+    # a second agent on the same task with a longer budget: each agent is compared at its own final step
+    for obj, shift in (("nll", 0.0), ("pg", -20.0)):
+        for seed in range(3):
+            for step in (1000, 2000):
+                rows.append({"agent": "mbpo", "env_id": "Reacher-v5", "task": "reacher", "objective": obj,
+                             "u_option": "learned" if obj == "pg" else "", "seed": seed, "env_step": step,
+                             "eval_return": step / 20 + shift + seed, "model_nll": 2.0, "rollout_error": 0.3,
+                             "machine": "m", "commit": "abc", "config_hash": f"m{obj}", "trial_id": f"m{obj}{seed}"})
     append_rows(tmp_path / "r" / "runs.csv", rows + rows[:2], ROW_COLUMNS)  # duplicated rows count once
     summary, pngs = report.write_report(tmp_path, "r")
     text = summary.read_text()
-    assert "| pets nll | 51.0 ± 2.5 (n=3) | 101.0 ± 2.5 (n=3) |" in text  # budgets: half and final
-    assert "pets pg-learned − pets nll | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
-    assert "rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
+    assert "| pets nll | 101.0 ± 2.5 (n=3) | — |" in text  # budgets: each agent's final step
+    assert "pets pg-learned − pets nll | 1000 | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
+    assert "pets pg-learned − pets nll | 1000 | rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
+    assert "mbpo pg-learned − mbpo nll | 2000 | eval_return | -20.000 ± 0.000 | 3 | PG worse" in text
+    assert "| pets nll | 1000 | 1.0000 ± 0.0000 (n=3) |" in text and "| mbpo nll | 2000 | 2.0000 ± 0.0000 (n=3) |" in text
     assert "sac model-free" in text and len(pngs) == 1
 
 

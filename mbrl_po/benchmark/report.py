@@ -160,16 +160,20 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str) -> str:
         out.append(f"![learning curves]({plot_name(task)})\n")
         table = [[g.label, *(_cell(g.at(b)) for b in bs)] for g in groups]
         out.append(markdown_table(["agent objective", *(f"return @ {b} steps" for b in bs)], table))
-        final = bs[-1]
+        # model quality and PG-vs-NLL at each agent's own final budget (agents of one task may run for
+        # different numbers of steps, e.g. PETS 1000 and MBPO 2000 on InvertedPendulum)
+        finals = {g.agent: max(x.final_step for x in groups if x.agent == g.agent) for g in groups}
         mrows = []
         for g in groups:
             if g.agent == "sac":
                 continue
-            mrows.append([g.label, *(_cell(g.at(final, c), 4) for c in ("model_nll", "model_mse", "rollout_error"))])
+            mrows.append([g.label, str(finals[g.agent]),
+                          *(_cell(g.at(finals[g.agent], c), 4) for c in ("model_nll", "model_mse", "rollout_error"))])
         if mrows:
-            out.append(f"Model quality at {final} steps (last scoring on fresh real data before then; lower is "
-                       "better): NLL per dim (nats), one-step MSE, H-step open-loop RMSE.\n")
-            out.append(markdown_table(["agent objective", "model NLL", "model MSE", "rollout RMSE"], mrows))
+            out.append("Model quality at each agent's final budget (last scoring on fresh real data before then; "
+                       "lower is better): NLL per dim (nats), one-step MSE, H-step open-loop RMSE.\n")
+            out.append(markdown_table(["agent objective", "at step", "model NLL", "model MSE", "rollout RMSE"],
+                                      mrows))
         drows = []
         for g in groups:
             if not g.objective.startswith("pg"):
@@ -177,16 +181,17 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str) -> str:
             base = [b for b in groups if b.agent == g.agent and b.objective == "nll"]
             if len(base) != 1:
                 continue
+            final = finals[g.agent]
             for col, lower in (("eval_return", False), ("rollout_error", True)):
                 m, h, n = paired_difference(g.at(final, col), base[0].at(final, col))
                 if n:
-                    drows.append([f"{g.label} − {base[0].label}", col, f"{format_mean_ci(m, h, 3)}", n,
+                    drows.append([f"{g.label} − {base[0].label}", str(final), col, f"{format_mean_ci(m, h, 3)}", n,
                                   _verdict(m, h, n, lower)])
         if drows:
-            out.append(f"PG minus NLL at {final} steps, paired by seed (return: positive is better for PG; "
-                       "rollout RMSE: negative is better for PG).\n")
-            out.append(markdown_table(["comparison", "metric", "mean difference ± 95% CI", "n pairs", "verdict"],
-                                      drows))
+            out.append("PG minus NLL at each agent's final budget, paired by seed (return: positive is better for "
+                       "PG; rollout RMSE: negative is better for PG).\n")
+            out.append(markdown_table(["comparison", "at step", "metric", "mean difference ± 95% CI", "n pairs",
+                                       "verdict"], drows))
     return "\n".join(out)
 
 
