@@ -301,7 +301,8 @@ def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
     assert "pets pg-learned − pets nll | 1000 | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
     assert "pets pg-learned − pets nll | 1000 | rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
     assert "mbpo pg-learned − mbpo nll | 2000 | eval_return | -20.000 ± 0.000 | 3 | PG worse" in text
-    assert "| pets nll | 1000 | 1.0000 ± 0.0000 (n=3) |" in text and "| mbpo nll | 2000 | 2.0000 ± 0.0000 (n=3) |" in text
+    assert "| pets nll | 1000 | 1.0000 ± 0.0000 (n=3) |" in text
+    assert "| mbpo nll | 2000 | 2.0000 ± 0.0000 (n=3) |" in text
     assert "sac model-free" in text and len(pngs) == 1
 
 

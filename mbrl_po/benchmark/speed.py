@@ -1195,7 +1195,7 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
                 value += (
                     f". Bound: mbrl-lib / floor = {bound:.2f}× (CPU time), the most that code running at the "
                     f"{res['machine'].get('bf16', {}).get('fast') and 'bf16' or 'float32'} matmul floor could gain"
-                    + (f", so 2× is out of reach with this dtype on this CPU" if bound < 2 else "")
+                    + (", so 2× is out of reach with this dtype on this CPU" if bound < 2 else "")
                 )
         best = max(x for x in (pe and pe / nll, pe_cpu and pe_cpu / nll_cpu, 0) if x is not None)
         rows.append(
