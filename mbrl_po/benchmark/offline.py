@@ -787,16 +787,12 @@ def paper_comparison(rows: Sequence[dict[str, Any]], variants: Sequence[str]) ->
     )
 
 
-def _data_description(cfg: OfflineConfig, rows: Sequence[dict[str, Any]]) -> str:
-    """One phrase naming the data: the dataset file and its provenance, or the random-policy collection."""
+def _data_description(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], prov: dict[str, Any]) -> str:
+    """One phrase naming the data: the dataset file and its provenance (as loaded by :func:`load_or_collect`),
+    or the random-policy collection."""
     if cfg.dataset is None:
         return f"{cfg.num_transitions} random-policy transitions (data seed {cfg.data_seed}"
-    try:
-        from mbrl_po.data.datasets import load_dataset
 
-        _, prov = load_dataset(cfg.dataset)
-    except Exception:  # noqa: BLE001 - the header must not fail the report
-        prov = {}
     def show(v: Any) -> str:
         return f"{v:.1f}" if isinstance(v, float) else str(v)
 
@@ -806,7 +802,8 @@ def _data_description(cfg: OfflineConfig, rows: Sequence[dict[str, Any]]) -> str
             f"{' (' + what + ')' if what else ''} (data fingerprint {rows[0].get('data_fingerprint', '?')}")
 
 
-def write_reports(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], config_id: str) -> tuple[Path, Path]:
+def write_reports(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], config_id: str,
+                  provenance: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.md`` and ``<stem>.png`` in ``cfg.out_dir`` from the rows of ``config_id``.
 
     In the authors' setting on HalfCheetah the paper's Table 3 is printed beside our figures."""
@@ -816,7 +813,7 @@ def write_reports(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], config_id:
     any_row = mine[0] if mine else {}
     head = (
         f"# Offline dynamics objectives: {cfg.env}, setting `{cfg.setting}`\n\n"
-        f"config `{config_id}`; {_data_description(cfg, mine)}, "
+        f"config `{config_id}`; {_data_description(cfg, mine, provenance or {})}, "
         f"{any_row.get('train_rows', '?'):.0f} train / {any_row.get('test_rows', '?'):.0f} test rows per seed), "
         f"model {any_row.get('ensemble', '?')}, λ = {cfg.lam}, max epochs {cfg.epochs}, seeds {seeds}.\n"
         f"Held-out TEST split of contiguous {cfg.segment_length}-step segments; raw units over the obs dims.\n\n"
@@ -846,7 +843,7 @@ def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data, _ = load_or_collect(cfg)
+    data, provenance = load_or_collect(cfg)
     data = validate_transitions(data)
     fp = data_fingerprint(data)
     config_id = hashlib.sha1(
@@ -891,7 +888,7 @@ def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
     if bar is not None:
         bar.close()
     rows = [r for r in read_rows(csv_path) if r["config_id"] == config_id]
-    write_reports(cfg, rows, config_id)
+    write_reports(cfg, rows, config_id, provenance)
     return rows
 
 
