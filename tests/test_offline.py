@@ -158,7 +158,8 @@ def test_config_settings_and_errors(tmp_path):
     assert opts["baseline"] == "none" and opts["entropy_weight"] == 1.0
     for kwargs, match in [
         ({"setting": "paper"}, "setting: got 'paper', allowed"),
-        ({"variants": ("nll", "pg-foo")}, r"variants: unknown \['pg-foo'\]"),
+        ({"variants": ("nll", "pg-foo")}, r"variant: got 'pg-foo', allowed \['mse'"),
+        ({"variants": ("pg-fixed-0",)}, r"variant: got 'pg-fixed-0'.*'pg-fixed-<u>' with u > 0"),
         ({"seeds": ()}, "seeds"),
         ({"seeds": (0, 0)}, "seeds"),
         ({"lam": 0.0}, "lam"),

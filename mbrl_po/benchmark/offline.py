@@ -56,7 +56,36 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pg-inverse_cov-residual": ("pg", {"reward_matrix": "inverse_cov", "covariance": "residual", "structure": "diag"}),
     "pg-learned": ("pg", {"reward_matrix": "learned"}),
 }
+#: prefix of the fixed-scalar-U variants ``pg-fixed-<u>`` (U = u·I held constant, e.g. ``pg-fixed-0.08``), the
+#: points of the likelihood landscape over u (:mod:`mbrl_po.benchmark.u_landscape`).
+FIXED_PREFIX = "pg-fixed-"
 SETTINGS = ("ours", "authors")
+
+
+def fixed_variant(u: float) -> str:
+    """The variant name of PG with U = u·I held fixed, e.g. ``fixed_variant(0.08) == "pg-fixed-0.08"``."""
+    if not (isinstance(u, int | float) and math.isfinite(u) and u > 0):
+        raise ValueError(f"u: a fixed scalar U must be a finite number > 0, got {u!r}")
+    return f"{FIXED_PREFIX}{u:g}"
+
+
+def variant_spec(variant: str) -> tuple[str, dict[str, Any]]:
+    """(objective name, objective options) of a variant: a key of :data:`VARIANTS` or ``pg-fixed-<u>``.
+
+    Raises:
+        ValueError: naming the variant and the allowed names.
+    """
+    if variant in VARIANTS:
+        name, opts = VARIANTS[variant]
+        return name, dict(opts)
+    if isinstance(variant, str) and variant.startswith(FIXED_PREFIX):
+        try:
+            u = float(variant[len(FIXED_PREFIX):])
+        except ValueError:
+            u = math.nan
+        if math.isfinite(u) and u > 0:
+            return "pg", {"reward_matrix": "fixed", "init": u}
+    raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)} or '{FIXED_PREFIX}<u>' with u > 0")
 
 #: per-setting defaults of the fields of :class:`OfflineConfig` that are None by default.
 SETTING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -105,7 +134,7 @@ class OfflineConfig:
             ``"authors"`` (the paper's 1-member 2x64 ReLU MLP on absolute next states, full batch, 400 updates).
         epochs: max epochs (``ours``) or full-batch updates (``authors``).
         lam: λ, the PG entropy weight.
-        variants: names from :data:`VARIANTS`.
+        variants: names from :data:`VARIANTS`, or ``pg-fixed-<u>`` (PG with U = u·I held fixed).
         out_dir: where the CSV, markdown summary and PNG go.
         data_path: optional ``.npz`` cache: loaded if it exists, else the data are collected and saved there.
         data_seed: seed of the data collection.
@@ -195,9 +224,8 @@ class OfflineConfig:
             raise bad("seeds", "distinct seeds")
         if not self.variants:
             raise bad("variants", f"a non-empty subset of {list(VARIANTS)}")
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown:
-            raise ValueError(f"variants: unknown {unknown}, allowed {list(VARIANTS)}")
+        for v in self.variants:
+            variant_spec(v)  # raises, naming the variant and the allowed names
         if len(set(self.variants)) != len(self.variants):
             raise bad("variants", "distinct names")
         if not is_int(self.epochs) or self.epochs < 1:
@@ -493,10 +521,7 @@ def evaluate_model(
 # ---------------------------------------------------------------------------------------------------- fitting
 def objective_for(variant: str, cfg: OfflineConfig) -> tuple[str, dict[str, Any]]:
     """(objective name, options for :func:`~mbrl_po.objectives.make_objective`) of a variant under ``cfg``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)}")
-    name, opts = VARIANTS[variant]
-    opts = dict(opts)
+    name, opts = variant_spec(variant)
     if name == "pg":
         opts.update(entropy_weight=float(cfg.lam), num_samples=cfg.num_samples, estimator=cfg.estimator,
                     baseline=cfg.pg_baseline)
@@ -515,9 +540,14 @@ def build_model(cfg: OfflineConfig, obs_dim: int, action_dim: int, seed: int) ->
 
 
 def fit_variant(
-    cfg: OfflineConfig, variant: str, seed: int, train: dict[str, np.ndarray]
+    cfg: OfflineConfig, variant: str, seed: int, train: dict[str, np.ndarray],
+    trace: list[dict[str, float]] | None = None,
 ) -> tuple[GaussianEnsemble, dict[str, float]]:
     """Fit one variant on the training rows of one seed.
+
+    Args:
+        trace: if given, the trainer's per-epoch log (epoch, train_loss, holdout_nll, holdout_mse, U) is
+            appended to it.
 
     Returns:
         The fitted model and fit facts: ``fit_time_s``, ``epochs_run``, ``best_epoch``, ``stopped_early``,
@@ -538,6 +568,8 @@ def fit_variant(
     t0 = time.perf_counter()
     report = trainer.fit(train["obs"], train["actions"], train["next_obs"], train["rewards"])
     fit_time = time.perf_counter() - t0
+    if trace is not None:
+        trace.extend(dict(row) for row in report.epochs)
     extra = trainer.objective.extra_metrics()
     u = extra.get("u", extra.get("u_mean_diag", math.nan))
     return model, {
@@ -833,8 +865,18 @@ def write_reports(cfg: OfflineConfig, rows: Sequence[dict[str, Any]], config_id:
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
+def config_id_of(cfg: OfflineConfig, fingerprint: str) -> str:
+    """The id of the rows of ``cfg`` on data with ``fingerprint``: a hash of every field that changes a result."""
+    return hashlib.sha1(
+        json.dumps({**cfg.fingerprint_fields(), "data": fingerprint}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:10]
+
+
+def run_offline(cfg: OfflineConfig, reports: bool = True) -> list[dict[str, Any]]:
     """Run every (variant, seed) of ``cfg`` not yet in ``<out_dir>/<stem>.csv``, appending one row each.
+
+    Args:
+        reports: also (re)write ``<stem>.md`` and ``<stem>.png`` from all rows of this configuration.
 
     Returns:
         All CSV rows of this configuration (old and new), as dicts.
@@ -846,9 +888,7 @@ def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
     data, provenance = load_or_collect(cfg)
     data = validate_transitions(data)
     fp = data_fingerprint(data)
-    config_id = hashlib.sha1(
-        json.dumps({**cfg.fingerprint_fields(), "data": fp}, sort_keys=True, default=str).encode()
-    ).hexdigest()[:10]
+    config_id = config_id_of(cfg, fp)
     csv_path = out / f"{cfg.stem}.csv"
     columns = csv_columns(cfg.horizons)
     done = {(r["config_id"], r["variant"], int(r["seed"])) for r in read_rows(csv_path)}
@@ -888,7 +928,8 @@ def run_offline(cfg: OfflineConfig) -> list[dict[str, Any]]:
     if bar is not None:
         bar.close()
     rows = [r for r in read_rows(csv_path) if r["config_id"] == config_id]
-    write_reports(cfg, rows, config_id, provenance)
+    if reports:
+        write_reports(cfg, rows, config_id, provenance)
     return rows
 
 
@@ -926,19 +967,21 @@ def demo(
     return rows
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser(prog: str = "python -m mbrl_po.benchmark.offline", description: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """The command-line options of an offline run (shared with :mod:`mbrl_po.benchmark.u_landscape`)."""
     p = argparse.ArgumentParser(
-        prog="python -m mbrl_po.benchmark.offline",
-        description="Offline comparison of dynamics objectives (MSE, NLL, PG variants) on random-policy data.",
+        prog=prog,
+        description=description or "Offline comparison of dynamics objectives (MSE, NLL, PG variants).",
     )
-    p.add_argument("--demo", action="store_true", help="quick README demo (3000 transitions, small ensemble)")
     p.add_argument("--env", default="halfcheetah")
     p.add_argument("--transitions", type=int, default=20_000, help="number of transitions to collect / use")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--setting", choices=SETTINGS, default="ours")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (ours) or full-batch updates (authors)")
     p.add_argument("--lambda", dest="lam", type=float, default=1.0, help="PG entropy weight λ")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"subset of {list(VARIANTS)}")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                   help=f"subset of {list(VARIANTS)}, or {FIXED_PREFIX}<u> (U = u*I fixed)")
     p.add_argument("--out", default="docs/results/offline", help="output folder (csv, md, png)")
     p.add_argument("--data", default=None, help="npz cache of the transitions (collected and saved if missing)")
     p.add_argument("--data-seed", type=int, default=0)
@@ -959,6 +1002,27 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bilevel-lr", type=float, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> OfflineConfig:
+    """The :class:`OfflineConfig` of parsed :func:`build_parser` options (validated)."""
+    return OfflineConfig(
+        env=args.env, num_transitions=args.transitions, seeds=tuple(args.seeds), setting=args.setting,
+        epochs=args.epochs, lam=args.lam, variants=tuple(args.variants), out_dir=args.out, data_path=args.data,
+        data_seed=args.data_seed, dataset=args.dataset, test_fraction=args.test_fraction,
+        segment_length=args.segment_length,
+        horizons=tuple(args.horizons), num_samples=args.num_samples, estimator=args.estimator,
+        ensemble_size=args.ensemble_size, num_elites=args.num_elites,
+        hidden_sizes=tuple(args.hidden) if args.hidden else None, batch_size=args.batch_size,
+        patience=args.patience, lr=args.lr, outer_every=args.outer_every, bilevel_lr=args.bilevel_lr,
+        threads=args.threads, progress=False if args.no_progress else None,
+    )
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = build_parser()
+    p.add_argument("--demo", action="store_true", help="quick README demo (3000 transitions, small ensemble)")
     return p.parse_args(argv)
 
 
@@ -969,17 +1033,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     progress = False if args.no_progress else None
     if args.demo:
         return demo(args.out if args.out != "docs/results/offline" else "offline_demo", progress=progress)
-    cfg = OfflineConfig(
-        env=args.env, num_transitions=args.transitions, seeds=tuple(args.seeds), setting=args.setting,
-        epochs=args.epochs, lam=args.lam, variants=tuple(args.variants), out_dir=args.out, data_path=args.data,
-        data_seed=args.data_seed, dataset=args.dataset, test_fraction=args.test_fraction,
-        segment_length=args.segment_length,
-        horizons=tuple(args.horizons), num_samples=args.num_samples, estimator=args.estimator,
-        ensemble_size=args.ensemble_size, num_elites=args.num_elites,
-        hidden_sizes=tuple(args.hidden) if args.hidden else None, batch_size=args.batch_size,
-        patience=args.patience, lr=args.lr, outer_every=args.outer_every, bilevel_lr=args.bilevel_lr,
-        threads=args.threads, progress=progress,
-    )
+    cfg = config_from_args(args)
     t0 = time.perf_counter()
     rows = run_offline(cfg)
     print(summarize(rows, cfg.variants, cfg.horizons))
