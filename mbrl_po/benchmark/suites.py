@@ -257,12 +257,19 @@ class Trial:
 
 
 def u_option(obj: ObjectiveSection) -> str:
-    """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE)."""
+    """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE).
+
+    A structure other than the reward matrix's default is appended: ``learned-diag``, ``inverse_cov-residual-full``.
+    """
     if obj.name != "pg":
         return ""
+    out = obj.reward_matrix
     if obj.reward_matrix in ("scaled", "inverse_cov"):
-        return f"{obj.reward_matrix}-{obj.covariance}"
-    return obj.reward_matrix
+        out = f"{obj.reward_matrix}-{obj.covariance}"
+    default = {"learned": "scalar", "inverse_cov": "diag"}.get(obj.reward_matrix)
+    if obj.structure and default is not None and obj.structure != default:
+        out = f"{out}-{obj.structure}"
+    return out
 
 
 def trial_id(cfg: AgentConfig, derived: DerivedTask | None) -> str:
