@@ -93,3 +93,14 @@ def test_solver_rejects_bad_configuration():
         BilevelSolver(PGObjective("learned"), method="magic")
     with pytest.raises(ValueError, match="lr"):
         BilevelSolver(PGObjective("learned"), lr=0.0)
+
+
+def test_restored_u_is_not_overwritten_by_the_residual_init():
+    """A resumed agent's learned U survives: the residual init only applies to a fresh U."""
+    fresh = BilevelSolver(PGObjective(reward_matrix="learned", init="residual"))
+    rm = fresh.reward_matrix
+    rm.setup(torch.randn(20, 3))  # a fresh U, waiting for residuals
+    fresh.load_state_dict({"phi": torch.log(torch.tensor([0.3])), "dim": 3, "optimizer": None, "history": []})
+    rm.setup(torch.randn(20, 3))
+    rm.observe_residuals(torch.randn(2, 100, 3) * 5.0)
+    assert rm.describe()["u"] == pytest.approx(0.3, rel=1e-6)

@@ -224,3 +224,37 @@ def test_heuristic_u_formulas():
     resid.setup(y + 100 * torch.randn(2000, 3))
     resid.observe_residuals(y)
     torch.testing.assert_close(resid.matrix().diagonal(), lam / (2 * (y**2).mean(0)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("structure", ["scalar", "diag", "full"])
+def test_learned_u_starts_at_the_residual_heuristic_once(structure):
+    """init='residual': U is I until the first residuals arrive, then the heuristic of those residuals, in
+    place (an optimizer holding φ keeps working); later residuals leave it to the solver."""
+    lam = 2.0
+    sigma = torch.diag(torch.tensor([0.5, 2.0, 4.0])) if structure != "full" else _full_sigma(3)
+    r = _gaussian_data(torch.zeros(3), sigma, 4000)
+    rm = RewardMatrix("learned", lam, structure=structure, init="residual")
+    rm.setup(torch.randn(50, 3))
+    torch.testing.assert_close(rm.matrix().detach(), torch.eye(3))
+    param = rm.learned.param
+    rm.observe_residuals(r.reshape(2, 2000, 3))  # (E, B, T) residuals, as the trainer passes them
+    s = (r.T.double() @ r.double() / r.shape[0]).float()
+    expected = {"scalar": lam * 3 / (2 * s.trace()) * torch.eye(3), "diag": torch.diag(lam / (2 * s.diagonal())),
+                "full": lam / 2 * torch.linalg.inv(s)}[structure]
+    torch.testing.assert_close(rm.matrix().detach(), expected, rtol=1e-4, atol=1e-5)
+    assert rm.learned.param is param
+    rm.observe_residuals(10 * r)  # only the first residuals initialise U
+    torch.testing.assert_close(rm.matrix().detach(), expected, rtol=1e-4, atol=1e-5)
+    # a warm start (second fit) keeps the learned U
+    rm.setup(torch.randn(50, 3))
+    rm.observe_residuals(10 * r)
+    torch.testing.assert_close(rm.matrix().detach(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_named_init_errors():
+    with pytest.raises(ValueError, match="init: got 'marginal' for reward_matrix='learned'"):
+        RewardMatrix("learned", 1.0, init="marginal")
+    with pytest.raises(ValueError, match="init: got 'residual' for reward_matrix='fixed'"):
+        RewardMatrix("fixed", 1.0, init="residual")
+    with pytest.raises(ValueError, match="only named init is 'residual'"):
+        make_objective("pg", reward_matrix="scaled", init="residual")

@@ -55,6 +55,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pg-scaled-residual": ("pg", {"reward_matrix": "scaled", "covariance": "residual"}),
     "pg-inverse_cov-residual": ("pg", {"reward_matrix": "inverse_cov", "covariance": "residual", "structure": "diag"}),
     "pg-learned": ("pg", {"reward_matrix": "learned"}),
+    # the same solver, U started at the residual heuristic of the untrained model instead of at I
+    "pg-learned-init-residual": ("pg", {"reward_matrix": "learned", "init": "residual"}),
 }
 #: prefix of the fixed-scalar-U variants ``pg-fixed-<u>`` (U = u·I held constant, e.g. ``pg-fixed-0.08``), the
 #: points of the likelihood landscape over u (:mod:`mbrl_po.benchmark.u_landscape`).

@@ -76,7 +76,7 @@ class PGObjective:
         clip_logprob: float | None = None,
         covariance: str = "residual",
         structure: str | None = None,
-        init: float | torch.Tensor | None = None,
+        init: float | torch.Tensor | str | None = None,
     ) -> None:
         if not (isinstance(entropy_weight, int | float) and entropy_weight > 0 and math.isfinite(entropy_weight)):
             raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")

@@ -6,7 +6,9 @@ is maximal at ``U* = (λ/2)Σ⁻¹`` (``../docs/objectives.md``). The choices:
 * ``identity``: U = I.
 * ``scaled``: U = λT / (2 tr Σ̂) · I (best scalar U).
 * ``inverse_cov``: U = (λ/2) Σ̂⁻¹, ``structure`` "diag" (default: right for diagonal models) or "full".
-* ``learned``: U = f(φ) positive definite, φ learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`.
+* ``learned``: U = f(φ) positive definite, φ learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`;
+  it starts at I (``init=None``), at a given U, or (``init="residual"``) at the heuristic (λ/2)Σ̂⁻¹ of the
+  first held-out residuals the trainer shows it (scalar: λT / (2 tr Σ̂); diag: λ / (2 diag Σ̂)).
 * ``fixed``: a user-given positive-definite matrix (or a scalar u for u·I).
 
 Σ̂ is, by ``covariance``, the ``marginal`` covariance of the training targets (the paper's code) or the
@@ -75,6 +77,16 @@ class PDMatrix(nn.Module):
             raw.diagonal().copy_(torch.log(chol.diagonal()))
             self.param = nn.Parameter(torch.tril(raw))
 
+    @torch.no_grad()
+    def reset_to(self, matrix: torch.Tensor) -> None:
+        """Set φ in place (the same Parameter, so an optimizer holding it keeps working) so that U = ``matrix``
+        (T, T) positive definite; a scalar structure takes the mean diagonal."""
+        m = matrix.detach().cpu().float()
+        m = 0.5 * (m + m.T)
+        check_positive_definite("matrix", m)
+        fresh = PDMatrix(self.dim, self.structure, m)
+        self.param.copy_(fresh.param.to(self.param.device))
+
     def forward(self) -> torch.Tensor:
         """U as a (T, T) matrix."""
         if self.structure == "scalar":
@@ -107,7 +119,9 @@ class RewardMatrix(nn.Module):
             For a diagonal-Gaussian model the PG optimum is σ_t² = λ / (2 U_tt), so the diagonal
             U = (λ/2) diag(Σ̂)⁻¹ gives the likelihood-optimal σ_t² = Σ̂_tt, while the full (λ/2) Σ̂⁻¹ gives the
             smaller conditional variances 1 / (Σ̂⁻¹)_tt (exact only for a full-covariance model).
-        init: ``learned``: initial U (default 1.0 = identity); ``fixed``: the U to use (scalar or matrix).
+        init: ``learned``: initial U (default 1.0 = identity), or ``"residual"``: the heuristic of the first
+            residuals observed (:meth:`observe_residuals`, which the trainer calls on the untrained model before
+            its first update); ``fixed``: the U to use (scalar or matrix).
         jitter: added to Σ̂'s diagonal (relative to its mean diagonal) before inverting.
     """
 
@@ -117,7 +131,7 @@ class RewardMatrix(nn.Module):
         entropy_weight: float = 1.0,
         covariance: str = "residual",
         structure: str | None = None,
-        init: float | torch.Tensor | None = None,
+        init: float | torch.Tensor | str | None = None,
         jitter: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -134,6 +148,9 @@ class RewardMatrix(nn.Module):
             )
         if kind == "fixed" and init is None:
             raise ValueError("init: reward_matrix='fixed' needs the matrix U (a scalar u or a (T, T) matrix)")
+        if isinstance(init, str) and (init != "residual" or kind != "learned"):
+            raise ValueError(f"init: got {init!r} for reward_matrix={kind!r}; the only named init is 'residual', "
+                             f"for reward_matrix='learned' (otherwise a positive scalar or a (T, T) matrix)")
         self.kind = kind
         self.entropy_weight = float(entropy_weight)
         self.covariance = covariance
@@ -141,6 +158,7 @@ class RewardMatrix(nn.Module):
         self.init = init
         self.jitter = jitter
         self.learned: PDMatrix | None = None
+        self._init_from_residuals = False  # learned, init="residual": set U from the next residuals seen
         self.register_buffer("_u", torch.empty(0))
         self.sigma_hat: torch.Tensor | None = None
 
@@ -154,7 +172,10 @@ class RewardMatrix(nn.Module):
         dev = train_targets.device
         if self.kind == "learned":
             if self.learned is None or self.learned.dim != dim:  # keep a learned U across fits (warm start)
-                self.learned = PDMatrix(dim, self.structure, 1.0 if self.init is None else self.init).to(dev)
+                from_residuals = isinstance(self.init, str)
+                self.learned = PDMatrix(dim, self.structure, 1.0 if self.init is None or from_residuals
+                                        else self.init).to(dev)
+                self._init_from_residuals = from_residuals
             return
         if self.kind == "identity":
             self._u = torch.eye(dim, device=dev)
@@ -172,23 +193,33 @@ class RewardMatrix(nn.Module):
     def update_covariance(self, sigma_hat: torch.Tensor) -> None:
         """Recompute a heuristic U from a (T, T) covariance estimate Σ̂."""
         self.sigma_hat = sigma_hat
-        lam = self.entropy_weight
-        dim = sigma_hat.shape[0]
-        eye = torch.eye(dim, device=sigma_hat.device)
         if self.kind == "scaled":
-            self._u = lam * dim / (2.0 * torch.trace(sigma_hat).clamp_min(1e-12)) * eye
+            self._u = self.heuristic_u(sigma_hat, "scalar")
         elif self.kind == "inverse_cov":
-            if self.structure == "diag":
-                self._u = torch.diag(lam / (2.0 * sigma_hat.diagonal().clamp_min(1e-12)))
-            else:
-                jit = self.jitter * sigma_hat.diagonal().mean().clamp_min(1e-12)
-                self._u = lam / 2.0 * torch.linalg.inv((sigma_hat + jit * eye).double()).float()
+            self._u = self.heuristic_u(sigma_hat, self.structure)
 
     def observe_residuals(self, residuals: torch.Tensor) -> None:
         """Residual Σ̂ from (..., T) residuals ``y - μ̂(x)`` (used when ``covariance == 'residual'``)."""
         if self.kind in ("scaled", "inverse_cov") and self.covariance == "residual":
             r = residuals.reshape(-1, residuals.shape[-1]).double()
             self.update_covariance((r.T @ r / max(r.shape[0], 1)).float())
+        elif self.kind == "learned" and self._init_from_residuals and self.learned is not None:
+            r = residuals.reshape(-1, residuals.shape[-1]).double()
+            self.learned.reset_to(self.heuristic_u((r.T @ r / max(r.shape[0], 1)).float(), self.structure))
+            self._init_from_residuals = False
+
+    def heuristic_u(self, sigma_hat: torch.Tensor, structure: str) -> torch.Tensor:
+        """The likelihood-optimal U of a given ``structure`` for noise covariance Σ̂ (T, T): scalar
+        λT / (2 tr Σ̂) I, diag λ / (2 diag Σ̂), full (λ/2) Σ̂⁻¹ (Σ̂ jittered)."""
+        lam = self.entropy_weight
+        dim = sigma_hat.shape[0]
+        eye = torch.eye(dim, device=sigma_hat.device, dtype=sigma_hat.dtype)
+        if structure == "scalar":
+            return lam * dim / (2.0 * torch.trace(sigma_hat).clamp_min(1e-12)) * eye
+        if structure == "diag":
+            return torch.diag(lam / (2.0 * sigma_hat.diagonal().clamp_min(1e-12)))
+        jit = self.jitter * sigma_hat.diagonal().mean().clamp_min(1e-12)
+        return lam / 2.0 * torch.linalg.inv((sigma_hat + jit * eye).double()).to(sigma_hat.dtype)
 
     def matrix(self) -> torch.Tensor:
         """The current U, (T, T). Differentiable in φ when ``kind == 'learned'``."""

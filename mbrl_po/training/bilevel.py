@@ -263,4 +263,5 @@ class BilevelSolver:
                 rm.learned = PDMatrix(dim, rm.structure).to(phi.device)
             with torch.no_grad():
                 rm.learned.param.copy_(phi)
+            rm._init_from_residuals = False  # a restored U is never overwritten by the residual init
 
