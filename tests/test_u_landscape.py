@@ -68,7 +68,7 @@ def test_tiny_landscape_run_uses_the_fixed_u_traces_and_resumes(tmp_path, monkey
     kw = dict(setting="authors", num_transitions=250, epochs=4, seeds=(0,), segment_length=25, horizons=(1, 2),
               data_path=tmp_path / "data.npz", progress=False)
     # the main offline run of the same configuration: the adaptive variants the landscape compares with
-    main_cfg = off.OfflineConfig(variants=("pg-learned", "pg-scaled-residual"), out_dir=tmp_path / "main", **kw)
+    main_cfg = off.OfflineConfig(variants=ul.ADAPTIVE_VARIANTS, out_dir=tmp_path / "main", **kw)
     main_rows = off.run_offline(main_cfg)
     cfg = off.OfflineConfig(out_dir=tmp_path / "land", **kw)
     result = ul.run_landscape(cfg, us=(1.0, 0.05), trace_seed=0,
@@ -78,12 +78,14 @@ def test_tiny_landscape_run_uses_the_fixed_u_traces_and_resumes(tmp_path, monkey
     for r in rows:  # the fit really held U at the grid value
         assert r["u"] == pytest.approx(ul.fixed_u(r["variant"]), rel=1e-6)
         assert r["config_id"] == main_rows[0]["config_id"]  # same configuration id: comparable rows
-    assert len(result["reference"]) == 2
+    assert len(result["reference"]) == 3
     trace = result["trace"]
-    assert sorted({r["variant"] for r in trace}) == ["pg-learned", "pg-scaled-residual"]
+    assert sorted({r["variant"] for r in trace}) == sorted(ul.ADAPTIVE_VARIANTS)
     learned = sorted((r for r in trace if r["variant"] == "pg-learned"), key=lambda r: r["epoch"])
     assert [r["epoch"] for r in learned] == [1, 2, 3, 4]
     assert learned[0]["u"] != learned[-1]["u"]  # the solver moved u
+    from_resid = sorted((r for r in trace if r["variant"] == "pg-learned-init-residual"), key=lambda r: r["epoch"])
+    assert from_resid[0]["u"] < 0.5 * learned[0]["u"]  # started at the (small) residual heuristic, not at 1
     for r in trace:
         assert r["u_mse"] == pytest.approx(1.0 / (2.0 * r["holdout_mse"]), rel=1e-6)
     md = result["md"].read_text()

@@ -5,8 +5,9 @@ U = u·I restricted to a scalar, that outer problem is one-dimensional, so it ca
 one model per u on a grid (``pg-fixed-<u>``, U held fixed during the whole fit, each from the seed's shared
 initialisation), score each on the TEST split, and read off the best u. Beside it:
 
-* the u the bilevel solver learned (``pg-learned``) and the u our residual heuristic ended at
-  (``pg-scaled-residual``), with their test scores, from the main offline CSV of the same configuration;
+* the u the bilevel solver learned (``pg-learned`` from U = I, ``pg-learned-init-residual`` from the residual
+  heuristic) and the u our residual heuristic ended at (``pg-scaled-residual``), with their test scores, from
+  the main offline CSV of the same configuration;
 * the paper's learned value (the authors' README lists u = 0.08 for halfcheetah medium-v0) and Table 3 scores;
 * per-epoch traces of u for those two adaptive variants on one seed, against the u that the model's own error
   calls for, ``u_mse = λ / (2·MSE_holdout)`` (for an isotropic Gaussian, the likelihood-optimal variance is the
@@ -58,7 +59,7 @@ DEFAULT_US: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.5)
 #: ../shared/research/paper.md §3.2)
 PAPER_U_IMPLICIT: dict[str, float] = {"medium": 0.08, "expert": 0.15, "simple": 0.115}
 #: the adaptive variants whose u is traced per epoch and placed on the landscape
-ADAPTIVE_VARIANTS: tuple[str, ...] = ("pg-learned", "pg-scaled-residual")
+ADAPTIVE_VARIANTS: tuple[str, ...] = ("pg-learned", "pg-learned-init-residual", "pg-scaled-residual")
 TRACE_COLUMNS = ("config_id", "variant", "seed", "epoch", "u", "u_mse", "holdout_nll", "holdout_mse")
 
 
@@ -227,7 +228,7 @@ def plot_landscape(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str,
     grid = landscape_table(rows, lam)
     adaptive = _adaptive_points(reference)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    colors = {"pg-learned": "tab:red", "pg-scaled-residual": "tab:green"}
+    colors = {"pg-learned": "tab:red", "pg-learned-init-residual": "tab:purple", "pg-scaled-residual": "tab:green"}
     us = np.array([p["u"] for p in grid])
     for ax, key, label, paper_col in ((axes[0], "nll", "TEST NLL/dim (nats)", 2), (axes[1], "rmse", "TEST RMSE", 0)):
         m = np.array([p[key][0] for p in grid])
