@@ -29,6 +29,11 @@ AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
 DEFAULT_AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
 
 
+#: field metadata: a field added after results were recorded; left out of ``to_dict`` (so out of the config
+#: hash, the trial ids and ``config.toml``) while it has its default, so older configs keep their identity.
+OMIT_IF_DEFAULT = "omit_if_default"
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         close = difflib.get_close_matches(str(value), allowed, n=1)
@@ -87,6 +92,9 @@ class ObjectiveSection:
     bilevel_method: str = "implicit"
     bilevel_lr: float = 0.05
     bilevel_iterations: int = 5
+    # where a learned U starts: "identity" (U = I) or "residual" (the heuristic of the untrained model's
+    # residuals; see docs/offline.md, "The u landscape")
+    learned_init: str = field(default="identity", metadata={OMIT_IF_DEFAULT: True})
 
     def __post_init__(self) -> None:
         _choice("objective.name", self.name, OBJECTIVE_NAMES)
@@ -98,6 +106,10 @@ class ObjectiveSection:
         _choice("objective.covariance", self.covariance, ("residual", "marginal"))
         _choice("objective.structure", self.structure, ("", "scalar", "diag", "full"))
         _choice("objective.bilevel_method", self.bilevel_method, ("implicit", "neumann", "one_step"))
+        _choice("objective.learned_init", self.learned_init, ("identity", "residual"))
+        if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
+            raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
+                             f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
 
     def label(self) -> str:
         """Short name for tables: ``nll``, ``mse`` or ``pg-<reward_matrix>``."""
@@ -205,7 +217,14 @@ class AgentConfig:
         _positive("steps", self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All fields, sections as tables, less the ``OMIT_IF_DEFAULT`` fields that hold their default."""
+        d = dataclasses.asdict(self)
+        for name in SECTIONS:
+            section = getattr(self, name)
+            for f in dataclasses.fields(section):
+                if f.metadata.get(OMIT_IF_DEFAULT) and getattr(section, f.name) == f.default:
+                    d[name].pop(f.name)
+        return d
 
     def to_toml(self) -> str:
         return dump_toml(self.to_dict())

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from mbrl_po.cli import _agent_class, main
 from mbrl_po.config import load_agent_config
@@ -47,3 +48,22 @@ def test_cli_reports_bad_keys_with_choices(capsys):
     assert "allowed ['identity', 'scaled', 'inverse_cov', 'learned']" in capsys.readouterr().err
     assert main(["show-config", "--agent", "pets", "--env", "hopper", "--set", "planner.horizon=9"]) == 0
     assert "horizon = 9" in capsys.readouterr().out
+
+
+def test_learned_init_is_validated_reaches_the_trainer_and_keeps_old_ids():
+    from mbrl_po.agents.common import build_model, build_trainer
+
+    base = load_agent_config("pets", "inverted_pendulum", overrides={"objective": {"name": "pg"}})
+    residual = load_agent_config("pets", "inverted_pendulum",
+                                 overrides={"objective": {"name": "pg", "learned_init": "residual"}})
+    # a new option at its default leaves the config (its TOML, hash and trial ids) as it was
+    assert "learned_init" not in base.to_dict()["objective"] and "learned_init" not in base.to_toml()
+    assert residual.to_dict()["objective"]["learned_init"] == "residual"
+    assert residual.config_hash() != base.config_hash()
+    trainer = build_trainer(residual, build_model(residual, 4, 1, learn_reward=False, device=torch.device("cpu")))
+    assert trainer.objective.reward_matrix.init == "residual" and trainer.bilevel is not None
+    with pytest.raises(ValueError, match=r"objective.learned_init: got 'marginal', allowed \['identity', 'residual'\]"):
+        load_agent_config("pets", "inverted_pendulum", overrides={"objective": {"learned_init": "marginal"}})
+    with pytest.raises(ValueError, match="applies to reward_matrix='learned' only"):
+        load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
+            "name": "pg", "reward_matrix": "inverse_cov", "learned_init": "residual"}})

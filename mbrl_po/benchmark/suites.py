@@ -259,7 +259,8 @@ class Trial:
 def u_option(obj: ObjectiveSection) -> str:
     """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE).
 
-    A structure other than the reward matrix's default is appended: ``learned-diag``, ``inverse_cov-residual-full``.
+    A structure other than the reward matrix's default is appended (``learned-diag``, ``inverse_cov-residual-full``),
+    and so is a learned U's non-default start (``learned-diag-init-residual``).
     """
     if obj.name != "pg":
         return ""
@@ -269,6 +270,8 @@ def u_option(obj: ObjectiveSection) -> str:
     default = {"learned": "scalar", "inverse_cov": "diag"}.get(obj.reward_matrix)
     if obj.structure and default is not None and obj.structure != default:
         out = f"{out}-{obj.structure}"
+    if obj.reward_matrix == "learned" and obj.learned_init != "identity":
+        out = f"{out}-init-{obj.learned_init}"
     return out
 
 
