@@ -95,6 +95,8 @@ class ObjectiveSection:
     # where a learned U starts: "identity" (U = I) or "residual" (the heuristic of the untrained model's
     # residuals; see docs/offline.md, "The u landscape")
     learned_init: str = field(default="identity", metadata={OMIT_IF_DEFAULT: True})
+    # "residual": the learned U is a correction on the residual heuristic, U = U_res · exp(φ) (scalar/diag)
+    learned_base: str = field(default="", metadata={OMIT_IF_DEFAULT: True})
 
     def __post_init__(self) -> None:
         _choice("objective.name", self.name, OBJECTIVE_NAMES)
@@ -110,6 +112,13 @@ class ObjectiveSection:
         if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
                              f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
+        _choice("objective.learned_base", self.learned_base, ("", "residual"))
+        if self.name == "pg" and self.learned_base:
+            if self.reward_matrix != "learned" or self.structure == "full" or self.learned_init != "identity":
+                raise ValueError(f"objective.learned_base: got {self.learned_base!r} with reward_matrix="
+                                 f"{self.reward_matrix!r}, structure={self.structure!r}, learned_init="
+                                 f"{self.learned_init!r}; it needs reward_matrix='learned', a scalar or diag "
+                                 f"structure and learned_init='identity'")
 
     def label(self) -> str:
         """Short name for tables: ``nll``, ``mse`` or ``pg-<reward_matrix>``."""

@@ -104,3 +104,22 @@ def test_restored_u_is_not_overwritten_by_the_residual_init():
     rm.setup(torch.randn(20, 3))
     rm.observe_residuals(torch.randn(2, 100, 3) * 5.0)
     assert rm.describe()["u"] == pytest.approx(0.3, rel=1e-6)
+
+
+def test_learned_correction_on_the_residual_heuristic_keeps_u_at_the_answer():
+    """base='residual': U = U_res · exp(φ). The heuristic already sits at λ/(2σ²) on this data, so the learned
+    factor stays near 1 and U ends within 15% of the answer, like the solver started at I (test above)."""
+    lam = 1.0
+    data = _data(1100, seed=0)
+    obj = PGObjective("learned", entropy_weight=lam, base="residual")
+    solver = BilevelSolver(obj, method="implicit", lr=0.1, iterations=5)
+    report = _trainer(_model(), obj, 40, bilevel=solver).fit(*data)
+    u_star = lam / (2 * SIGMA2)
+    last = report.outer_steps[-1]
+    assert abs(last["u"] - u_star) / u_star < 0.15, [round(s["u"], 3) for s in report.outer_steps[::5]]
+    assert 0.7 < last["u_correction"] < 1.4
+    # the hypergradient reaches φ through the heuristic base
+    x = _model().make_inputs(data[0], data[1])
+    y = data[2]
+    hyper, _ = solver.hypergradient(_model(), (x, y), (x, y))
+    assert hyper.shape == (1,) and torch.isfinite(hyper).all() and hyper.abs().item() > 0

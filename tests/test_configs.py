@@ -67,3 +67,17 @@ def test_learned_init_is_validated_reaches_the_trainer_and_keeps_old_ids():
     with pytest.raises(ValueError, match="applies to reward_matrix='learned' only"):
         load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
             "name": "pg", "reward_matrix": "inverse_cov", "learned_init": "residual"}})
+
+
+def test_learned_base_reaches_the_trainer_and_is_validated():
+    from mbrl_po.agents.common import build_model, build_trainer
+
+    cfg = load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
+        "name": "pg", "structure": "diag", "learned_base": "residual"}})
+    assert cfg.to_dict()["objective"]["learned_base"] == "residual"
+    trainer = build_trainer(cfg, build_model(cfg, 4, 1, learn_reward=False, device=torch.device("cpu")))
+    assert trainer.objective.reward_matrix.base == "residual"
+    for bad in ({"reward_matrix": "inverse_cov"}, {"structure": "full"}, {"learned_init": "residual"}):
+        with pytest.raises(ValueError, match="objective.learned_base: got 'residual'"):
+            load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
+                "name": "pg", "learned_base": "residual", **bad}})

@@ -258,3 +258,32 @@ def test_named_init_errors():
         RewardMatrix("fixed", 1.0, init="residual")
     with pytest.raises(ValueError, match="only named init is 'residual'"):
         make_objective("pg", reward_matrix="scaled", init="residual")
+
+
+@pytest.mark.parametrize("structure", ["scalar", "diag"])
+def test_learned_correction_on_the_residual_heuristic(structure):
+    lam = 2.0
+    r = _gaussian_data(torch.zeros(3), torch.diag(torch.tensor([0.5, 2.0, 4.0])), 4000)
+    rm = RewardMatrix("learned", lam, structure=structure, base="residual")
+    rm.setup(3.0 * torch.randn(50, 3))
+    rm.observe_residuals(r)
+    s = (r.T.double() @ r.double() / r.shape[0]).float()
+    heur = lam * 3 / (2 * s.trace()) * torch.ones(3) if structure == "scalar" else lam / (2 * s.diagonal())
+    torch.testing.assert_close(rm.matrix().diagonal().detach(), heur, rtol=1e-4, atol=1e-6)  # φ = 0: the heuristic
+    with torch.no_grad():
+        rm.learned.param.fill_(0.5)
+    torch.testing.assert_close(rm.matrix().diagonal().detach(), heur * math.exp(0.5), rtol=1e-4, atol=1e-6)
+    rm.matrix().sum().backward()  # differentiable in φ
+    assert rm.learned.param.grad is not None and (rm.learned.param.grad > 0).all()
+    rm.observe_residuals(2.0 * r)  # the base follows the residuals, the learned factor stays
+    torch.testing.assert_close(rm.matrix().diagonal().detach(), heur / 4 * math.exp(0.5), rtol=1e-4, atol=1e-6)
+    assert rm.describe()["u_correction"] == pytest.approx(math.exp(0.5), rel=1e-5)
+
+
+def test_residual_base_errors():
+    with pytest.raises(ValueError, match="base: got 'residual' for reward_matrix='inverse_cov'"):
+        RewardMatrix("inverse_cov", 1.0, base="residual")
+    with pytest.raises(ValueError, match=r"structure: got 'full' with base='residual'"):
+        RewardMatrix("learned", 1.0, structure="full", base="residual")
+    with pytest.raises(ValueError, match="init: not used with base='residual'"):
+        RewardMatrix("learned", 1.0, init="residual", base="residual")

@@ -115,9 +115,9 @@ def test_shipped_suites_load_with_the_requested_cells():
                                                      "Reacher-v5", "Hopper-v5"}
     assert {t.seed for t in cpu} == set(range(5)) and len(cpu) == 95
     stress = load_suite("cpu-stress").trials()
-    assert {t.config.model.hidden_sizes for t in stress} == {(64, 64, 64)} and len(stress) == 75
+    assert {t.config.model.hidden_sizes for t in stress} == {(64, 64, 64)} and len(stress) == 90
     assert {t.objective_label for t in stress} == {"nll", "pg-learned", "pg-learned-diag", "pg-inverse_cov-residual",
-                                                   "pg-learned-diag-init-residual"}
+                                                   "pg-learned-diag-init-residual", "pg-learned-diag-on-residual"}
     assert any("distractors=16" in t.env_variant for t in stress)
     gpu = load_suite("gpu").trials()
     steps = {(t.agent, t.env_id): t.steps for t in gpu}
@@ -135,6 +135,8 @@ def test_u_option_names_non_default_structures():
     assert u_option(ObjectiveSection(name="pg", structure="diag")) == "learned-diag"
     assert u_option(ObjectiveSection(name="pg", structure="diag", learned_init="residual")) \
         == "learned-diag-init-residual"
+    assert u_option(ObjectiveSection(name="pg", structure="diag", learned_base="residual")) \
+        == "learned-diag-on-residual"
     assert u_option(ObjectiveSection(name="pg", reward_matrix="inverse_cov")) == "inverse_cov-residual"
     diag = ObjectiveSection(name="pg", reward_matrix="inverse_cov", structure="diag")
     assert u_option(diag) == "inverse_cov-residual"

@@ -211,6 +211,8 @@ def build_trainer(cfg: AgentConfig, model: GaussianEnsemble) -> DynamicsTrainer:
         )
         if o.reward_matrix == "learned" and o.learned_init == "residual":
             options["init"] = "residual"
+        if o.reward_matrix == "learned" and o.learned_base:
+            options["base"] = o.learned_base
     trainer = DynamicsTrainer(
         model, o.name, objective_options=options, lr=m.lr, weight_decay=m.weight_decay, batch_size=m.batch_size,
         holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience, grad_clip=m.grad_clip,

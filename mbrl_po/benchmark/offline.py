@@ -57,6 +57,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pg-learned": ("pg", {"reward_matrix": "learned"}),
     # the same solver, U started at the residual heuristic of the untrained model instead of at I
     "pg-learned-init-residual": ("pg", {"reward_matrix": "learned", "init": "residual"}),
+    # a learned correction on the residual heuristics: U = U_res · exp(φ), scalar (on scaled) and diag (on inverse_cov)
+    "pg-learned-on-residual": ("pg", {"reward_matrix": "learned", "base": "residual"}),
+    "pg-learned-diag-on-residual": ("pg", {"reward_matrix": "learned", "structure": "diag", "base": "residual"}),
 }
 #: prefix of the fixed-scalar-U variants ``pg-fixed-<u>`` (U = u·I held constant, e.g. ``pg-fixed-0.08``), the
 #: points of the likelihood landscape over u (:mod:`mbrl_po.benchmark.u_landscape`).

@@ -272,6 +272,8 @@ def u_option(obj: ObjectiveSection) -> str:
         out = f"{out}-{obj.structure}"
     if obj.reward_matrix == "learned" and obj.learned_init != "identity":
         out = f"{out}-init-{obj.learned_init}"
+    if obj.reward_matrix == "learned" and obj.learned_base:
+        out = f"{out}-on-{obj.learned_base}"
     return out
 
 

@@ -59,7 +59,7 @@ class PGObjective:
         baseline: ``"loo"`` (leave-one-out mean of the other G-1 rewards: unbiased, our default) or ``"none"``
             (the paper's code). Score estimator only.
         clip_logprob: optional c > 0; the per-dim log-prob is clamped to [-c, c] (the authors' option).
-        covariance, structure, init: forwarded to :class:`RewardMatrix` when ``reward_matrix`` is a name.
+        covariance, structure, init, base: forwarded to :class:`RewardMatrix` when ``reward_matrix`` is a name.
     """
 
     name = "pg"
@@ -77,6 +77,7 @@ class PGObjective:
         covariance: str = "residual",
         structure: str | None = None,
         init: float | torch.Tensor | str | None = None,
+        base: str | None = None,
     ) -> None:
         if not (isinstance(entropy_weight, int | float) and entropy_weight > 0 and math.isfinite(entropy_weight)):
             raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")
@@ -95,7 +96,7 @@ class PGObjective:
         if not rbf_gamma > 0:
             raise ValueError(f"rbf_gamma: must be > 0, got {rbf_gamma!r}")
         if isinstance(reward_matrix, str):
-            reward_matrix = RewardMatrix(reward_matrix, entropy_weight, covariance, structure, init)
+            reward_matrix = RewardMatrix(reward_matrix, entropy_weight, covariance, structure, init, base=base)
         elif abs(reward_matrix.entropy_weight - entropy_weight) > 1e-12:
             raise ValueError(
                 f"entropy_weight: {entropy_weight} differs from the reward matrix's λ "

@@ -8,7 +8,9 @@ is maximal at ``U* = (λ/2)Σ⁻¹`` (``../docs/objectives.md``). The choices:
 * ``inverse_cov``: U = (λ/2) Σ̂⁻¹, ``structure`` "diag" (default: right for diagonal models) or "full".
 * ``learned``: U = f(φ) positive definite, φ learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`;
   it starts at I (``init=None``), at a given U, or (``init="residual"``) at the heuristic (λ/2)Σ̂⁻¹ of the
-  first held-out residuals the trainer shows it (scalar: λT / (2 tr Σ̂); diag: λ / (2 diag Σ̂)).
+  first held-out residuals the trainer shows it (scalar: λT / (2 tr Σ̂); diag: λ / (2 diag Σ̂)). With
+  ``base="residual"`` (scalar or diag) the learned part is a correction on top of the residual heuristic,
+  U = U_res(Σ̂_res) · exp(φ), Σ̂_res re-estimated after every epoch: at φ = 0 it is the heuristic.
 * ``fixed``: a user-given positive-definite matrix (or a scalar u for u·I).
 
 Σ̂ is, by ``covariance``, the ``marginal`` covariance of the training targets (the paper's code) or the
@@ -122,6 +124,8 @@ class RewardMatrix(nn.Module):
         init: ``learned``: initial U (default 1.0 = identity), or ``"residual"``: the heuristic of the first
             residuals observed (:meth:`observe_residuals`, which the trainer calls on the untrained model before
             its first update); ``fixed``: the U to use (scalar or matrix).
+        base: ``learned`` only, ``None`` or ``"residual"``: U = U_res · exp(φ) with U_res the heuristic of the
+            latest held-out residuals (``scaled`` for a scalar structure, diagonal ``inverse_cov`` for diag).
         jitter: added to Σ̂'s diagonal (relative to its mean diagonal) before inverting.
     """
 
@@ -133,6 +137,7 @@ class RewardMatrix(nn.Module):
         structure: str | None = None,
         init: float | torch.Tensor | str | None = None,
         jitter: float = 1e-6,
+        base: str | None = None,
     ) -> None:
         super().__init__()
         if kind not in REWARD_MATRICES:
@@ -151,6 +156,16 @@ class RewardMatrix(nn.Module):
         if isinstance(init, str) and (init != "residual" or kind != "learned"):
             raise ValueError(f"init: got {init!r} for reward_matrix={kind!r}; the only named init is 'residual', "
                              f"for reward_matrix='learned' (otherwise a positive scalar or a (T, T) matrix)")
+        if base is not None:
+            if base != "residual" or kind != "learned":
+                raise ValueError(f"base: got {base!r} for reward_matrix={kind!r}; allowed None, or 'residual' for "
+                                 f"reward_matrix='learned'")
+            if structure not in (None, "scalar", "diag"):
+                raise ValueError(f"structure: got {structure!r} with base='residual', allowed ['scalar', 'diag']")
+            if init is not None:
+                raise ValueError("init: not used with base='residual' (the learned factor starts at 1)")
+        self.base = base
+        self._base_u: torch.Tensor | None = None  # (T,) diagonal of the residual heuristic, base="residual"
         self.kind = kind
         self.entropy_weight = float(entropy_weight)
         self.covariance = covariance
@@ -176,6 +191,9 @@ class RewardMatrix(nn.Module):
                 self.learned = PDMatrix(dim, self.structure, 1.0 if self.init is None or from_residuals
                                         else self.init).to(dev)
                 self._init_from_residuals = from_residuals
+            if self.base is not None and (self._base_u is None or self._base_u.numel() != dim):
+                marginal = torch.cov(train_targets.T.double()).reshape(dim, dim).float()
+                self._base_u = self.heuristic_u(marginal, self.structure).diagonal().clone()
             return
         if self.kind == "identity":
             self._u = torch.eye(dim, device=dev)
@@ -203,6 +221,9 @@ class RewardMatrix(nn.Module):
         if self.kind in ("scaled", "inverse_cov") and self.covariance == "residual":
             r = residuals.reshape(-1, residuals.shape[-1]).double()
             self.update_covariance((r.T @ r / max(r.shape[0], 1)).float())
+        elif self.kind == "learned" and self.base is not None:
+            r = residuals.reshape(-1, residuals.shape[-1]).double()
+            self._base_u = self.heuristic_u((r.T @ r / max(r.shape[0], 1)).float(), self.structure).diagonal().clone()
         elif self.kind == "learned" and self._init_from_residuals and self.learned is not None:
             r = residuals.reshape(-1, residuals.shape[-1]).double()
             self.learned.reset_to(self.heuristic_u((r.T @ r / max(r.shape[0], 1)).float(), self.structure))
@@ -224,6 +245,8 @@ class RewardMatrix(nn.Module):
     def matrix(self) -> torch.Tensor:
         """The current U, (T, T). Differentiable in φ when ``kind == 'learned'``."""
         if self.learned is not None:
+            if self.base is not None and self._base_u is not None:
+                return torch.diag(self._base_u.to(self.learned.param.device) * torch.diagonal(self.learned()))
             return self.learned()
         if not self.ready:
             raise RuntimeError("RewardMatrix.matrix() called before setup(train_targets)")
@@ -237,6 +260,12 @@ class RewardMatrix(nn.Module):
     def describe(self) -> dict[str, float]:
         """Scalars of U for logging."""
         if self.learned is not None:
+            if self.base is not None and self._base_u is not None:
+                with torch.no_grad():
+                    d = self.matrix().diagonal()
+                    corr = torch.diagonal(self.learned())
+                key = "u" if self.structure == "scalar" else "u_mean_diag"
+                return {key: float(d.mean()), "u_correction": float(corr.mean())}
             return self.learned.describe()
         if not self.ready:
             return {}

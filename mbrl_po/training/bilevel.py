@@ -142,7 +142,7 @@ class BilevelSolver:
             g_out = [torch.zeros_like(p) if g is None else g for g, p in zip(g_out, params, strict=True)]
 
             mi, li = model(xi)
-            inner_loss = -self.objective.analytic_objective(mi, li, yi, pd())
+            inner_loss = -self.objective.analytic_objective(mi, li, yi, self.reward_matrix.matrix())
             g_in = torch.autograd.grad(inner_loss, params, create_graph=True, allow_unused=True)
             g_in = [torch.zeros_like(p) if g is None else g for g, p in zip(g_in, params, strict=True)]
 
