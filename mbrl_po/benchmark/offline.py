@@ -770,6 +770,13 @@ def plot_results(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizo
     ax.set_title("rollout RMSE at step H")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
+    return save_figure(fig, path, title)
+
+
+def save_figure(fig: Any, path: str | Path, title: str = "") -> Path:
+    """Title, lay out, write ``fig`` as a PNG at ``path`` (folders created) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)

@@ -48,6 +48,7 @@ from mbrl_po.benchmark.offline import (
     load_or_collect,
     read_rows,
     run_offline,
+    save_figure,
     split_by_segment,
 )
 from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci
@@ -263,13 +264,7 @@ def plot_landscape(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str,
     ax.set_xlabel("epoch (update)")
     ax.set_title("u during the fit")
     ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
