@@ -5,6 +5,7 @@
     mbrl-po train --resume runs/<run>    continue a killed run from its last checkpoint
     mbrl-po show-config --agent pets --env halfcheetah [--set planner.horizon=20]
     mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
+    mbrl-po bench u-landscape ...        PG's likelihood over a fixed scalar U, the learned U placed on it
     mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
     mbrl-po report cpu                   tables and learning curves of a suite from its runs.csv alone
     mbrl-po collect --env halfcheetah --policy medium --steps 100000 --out data/datasets   (docs/datasets.md)
@@ -90,11 +91,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHES = ("offline", "u-landscape", "speed", "online")
+
+
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.suite is None:
+        print(f"usage: mbrl-po bench {{{','.join(BENCHES)}}} [options]   (mbrl-po bench <name> --help for each)")
+        return 0 if {"-h", "--help"} & set(rest) else 2
     if args.suite == "offline":
         from mbrl_po.benchmark import offline
 
         return int(offline.main(rest) or 0)
+    if args.suite == "u-landscape":
+        from mbrl_po.benchmark import u_landscape
+
+        u_landscape.main(rest)
+        return 0
     if args.suite == "speed":
         from mbrl_po.benchmark import speed
 
@@ -103,7 +115,7 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
         from mbrl_po.benchmark import online
 
         return int(online.main(rest) or 0)
-    raise ValueError(f"bench: got {args.suite!r}, allowed ['offline', 'speed', 'online']")
+    raise ValueError(f"bench: got {args.suite!r}, allowed {list(BENCHES)}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -159,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("bench", help="benchmarks: offline | online SUITE (see docs/results/README.md)")
-    p.add_argument("suite", help="offline | online")
+    # no -h here: `mbrl-po bench offline --help` must reach the benchmark's own parser
+    p = sub.add_parser("bench", add_help=False,
+                       help="benchmarks: offline | u-landscape | speed | online SUITE (docs/results/README.md)")
+    p.add_argument("suite", nargs="?", help="offline | u-landscape | speed | online")
     p.set_defaults(func=None)
 
     p = sub.add_parser("report", help="regenerate docs/results/SUITE/summary.md and plots from runs.csv")

@@ -81,3 +81,13 @@ def test_learned_base_reaches_the_trainer_and_is_validated():
         with pytest.raises(ValueError, match="objective.learned_base: got 'residual'"):
             load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
                 "name": "pg", "learned_base": "residual", **bad}})
+
+
+def test_bench_help_reaches_each_benchmark(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "u-landscape", "--help"])
+    assert e.value.code == 0 and "mbrl_po.benchmark.u_landscape" in capsys.readouterr().out
+    assert main(["bench", "--help"]) == 0 and "u-landscape" in capsys.readouterr().out
+    assert main(["bench"]) == 2
+    assert main(["bench", "nope"]) == 2
+    assert "bench: got 'nope', allowed ['offline', 'u-landscape', 'speed', 'online']" in capsys.readouterr().err
