@@ -103,3 +103,20 @@ def test_tiny_landscape_run_uses_the_fixed_u_traces_and_resumes(tmp_path, monkey
     assert len(again["trace"]) == len(trace)
     with pytest.raises(FileNotFoundError, match="reference: no such CSV"):
         ul.run_landscape(cfg, us=(0.05, 1.0), trace_seed=None, reference=tmp_path / "nope.csv")
+
+
+def test_landscape_slope_is_a_log_u_finite_difference():
+    rows = [_row(ul.fixed_variant(u), 0, 1.0, nll) for u, nll in ((0.01, 3.0), (0.1, 2.0), (1.0, 4.0))]
+    rows += [_row(ul.fixed_variant(0.1), 1, 1.0, 9.0)]  # another seed: ignored
+    assert ul.landscape_slope(rows, 0, 0.05) == pytest.approx(-1.0 / math.log(10))
+    assert ul.landscape_slope(rows, 0, 0.1) == pytest.approx(1.0 / math.log(100))  # u itself is skipped
+    assert math.isnan(ul.landscape_slope(rows, 0, 1.0)) and math.isnan(ul.landscape_slope(rows, 0, 0.001))
+
+
+@pytest.mark.mujoco
+def test_hypergradient_check_on_a_tiny_fit(tmp_path):
+    cfg = off.OfflineConfig(setting="authors", num_transitions=250, epochs=3, seeds=(0,), segment_length=25,
+                            horizons=(1, 2), data_path=tmp_path / "data.npz", out_dir=tmp_path, progress=False)
+    (check,) = ul.hypergradient_check(cfg, 0, [0.2])
+    assert check["u"] == 0.2 and math.isfinite(check["hypergradient"]) and math.isnan(check["landscape_slope"])
+    assert check["u_mse"] == pytest.approx(1.0 / (2.0 * check["test_mse"]))

@@ -267,6 +267,60 @@ def plot_landscape(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str,
     return save_figure(fig, path, title)
 
 
+# ---------------------------------------------------------------------------------------------------- check
+def landscape_slope(rows: Sequence[dict[str, Any]], seed: int, u: float) -> float:
+    """Finite-difference slope d(TEST NLL/dim)/d(log u) of ``seed``'s grid fits between the nearest grid
+    points below and above ``u`` (NaN when ``u`` is not strictly inside the grid)."""
+    pts = sorted((fixed_u(r["variant"]), float(r["nll"])) for r in rows
+                 if str(r["variant"]).startswith(FIXED_PREFIX) and int(r["seed"]) == seed)
+    lo = [p for p in pts if p[0] < u]
+    hi = [p for p in pts if p[0] > u]
+    if not lo or not hi:
+        return math.nan
+    (u0, n0), (u1, n1) = lo[-1], hi[0]
+    return (n1 - n0) / (math.log(u1) - math.log(u0))
+
+
+def hypergradient_check(cfg: OfflineConfig, seed: int, us: Sequence[float],
+                        rows: Sequence[dict[str, Any]] = ()) -> list[dict[str, float]]:
+    """The implicit hypergradient dL/d(log u) of a model fitted with U = u·I held fixed, outer loss on the TEST
+    split, beside the landscape's finite-difference slope of the same quantity over full refits.
+
+    The implicit function theorem treats the fitted model as an inner optimum; comparing the two says whether
+    the solver's local outer step points where brute force says the likelihood improves.
+
+    Returns:
+        One dict per u: u, seed, hypergradient, landscape_slope (NaN off the grid's interior), test_mse, u_mse.
+    """
+    from mbrl_po.objectives import PGObjective
+    from mbrl_po.training.bilevel import BilevelSolver
+
+    data, _ = load_or_collect(cfg)
+    data = validate_transitions(data)
+    tr, te, _ = split_by_segment(data, seed, cfg.test_fraction, cfg.segment_length)
+    train = {k: torch.as_tensor(v[tr], dtype=torch.float32) for k, v in data.items()}
+    test = {k: torch.as_tensor(v[te], dtype=torch.float32) for k, v in data.items()}
+    out = []
+    for u in us:
+        model, _ = fit_variant(cfg, fixed_variant(u), seed, {k: v.numpy() for k, v in train.items()})
+        objective = PGObjective("learned", entropy_weight=cfg.lam, init=float(u), num_samples=cfg.num_samples,
+                                baseline=cfg.pg_baseline)
+        xi = model.make_inputs(train["obs"], train["actions"])
+        yi = model.make_targets(train["obs"], train["next_obs"], train["rewards"])
+        xo = model.make_inputs(test["obs"], test["actions"])
+        yo = model.make_targets(test["obs"], test["next_obs"], test["rewards"])
+        objective.reward_matrix.setup(yi)
+        solver = BilevelSolver(objective, method="implicit", iterations=10, max_rows=4096)
+        hyper, _ = solver.hypergradient(model, (xi, yi), (xo, yo), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            mean = model.predict(test["obs"], test["actions"]).next_obs_mean[model.elite_idx].mean(0)
+            mse = float(((mean - test["next_obs"]) ** 2).mean())
+        out.append({"u": float(u), "seed": float(seed), "hypergradient": float(hyper.reshape(-1)[0]),
+                    "landscape_slope": landscape_slope(rows, seed, float(u)), "test_mse": mse,
+                    "u_mse": cfg.lam / (2.0 * mse)})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- runner
 def run_landscape(cfg: OfflineConfig, us: Sequence[float] = DEFAULT_US, trace_seed: int | None = 0,
                   reference: str | Path | None = None, paper_u: float | None = None,
@@ -322,10 +376,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reference", default=None, help="main offline CSV of the same configuration")
     p.add_argument("--paper-u", type=float, default=None,
                    help=f"the paper's learned u to mark (authors' README: {PAPER_U_IMPLICIT})")
+    p.add_argument("--check-hypergradient", type=float, nargs="+", default=None, metavar="U",
+                   help="instead: the implicit hypergradient at fixed-u fits of the first seed, beside the "
+                        "landscape's finite-difference slope")
     p.set_defaults(out="docs/results/offline/u_landscape")
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     torch.set_num_threads(args.threads)
+    if args.check_hypergradient:
+        rows = read_rows(Path(cfg.out_dir) / f"{cfg.stem}.csv")
+        checks = hypergradient_check(cfg, cfg.seeds[0], args.check_hypergradient, rows)
+        table = [[f"{c['u']:g}", int(c["seed"]), f"{c['hypergradient']:+.3f}", f"{c['landscape_slope']:+.3f}",
+                  f"{c['test_mse']:.2f}", f"{c['u_mse']:.4f}"] for c in checks]
+        print(markdown_table(["u", "seed", "implicit dL/dlog u", "landscape slope", "test MSE", "u_mse"], table))
+        return {"checks": checks}
     argv_list = list(sys.argv[1:] if argv is None else argv)
     result = run_landscape(cfg, args.us, None if args.trace_seed < 0 else args.trace_seed, args.reference,
                            args.paper_u, command="python -m mbrl_po.benchmark.u_landscape " + shlex.join(argv_list))
