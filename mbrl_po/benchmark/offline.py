@@ -729,6 +729,8 @@ def plot_results(rows: Sequence[dict[str, Any]], variants: Sequence[str], horizo
     present = [v for v in variants if any(r["variant"] == v for r in rows)]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(present) > len(colors):  # one distinct colour per variant
+        colors = list(plt.get_cmap("tab20").colors)
 
     def stat(v: str, key: str) -> tuple[float, float]:
         m, hw, _ = mean_ci([float(r[key]) for r in rows if r["variant"] == v])
