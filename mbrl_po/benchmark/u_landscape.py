@@ -46,6 +46,7 @@ from mbrl_po.benchmark.offline import (
     fit_variant,
     fixed_variant,
     load_or_collect,
+    predictive_metrics,
     read_rows,
     run_offline,
     save_figure,
@@ -83,15 +84,6 @@ def _validate_us(us: Sequence[float]) -> tuple[float, ...]:
 
 
 # ---------------------------------------------------------------------------------------------------- traces
-def read_trace(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [{k: (v if k in ("config_id", "variant") else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f)]
-
-
 def trace_adaptive(cfg: OfflineConfig, seed: int, variants: Sequence[str] = ADAPTIVE_VARIANTS,
                    path: str | Path | None = None) -> list[dict[str, Any]]:
     """Fit each adaptive variant on ``seed``'s split and append its per-epoch u to ``path`` (default
@@ -104,7 +96,7 @@ def trace_adaptive(cfg: OfflineConfig, seed: int, variants: Sequence[str] = ADAP
     data, _ = load_or_collect(cfg)
     data = validate_transitions(data)
     cid = config_id_of(cfg, data_fingerprint(data))
-    done = {(r["config_id"], r["variant"], int(r["seed"])) for r in read_trace(path)}
+    done = {(r["config_id"], r["variant"], int(r["seed"])) for r in read_rows(path)}
     todo = [v for v in variants if (cid, v, seed) not in done]
     if todo:
         if cfg.threads is not None:
@@ -131,7 +123,7 @@ def trace_adaptive(cfg: OfflineConfig, seed: int, variants: Sequence[str] = ADAP
                 w.writerows(rows)
             print(f"[u_landscape] traced {variant} seed {seed}: final u {rows[-1]['u']:.4g} "
                   f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    return [r for r in read_trace(path) if r["config_id"] == cid]
+    return [r for r in read_rows(path) if r["config_id"] == cid]
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -298,23 +290,25 @@ def hypergradient_check(cfg: OfflineConfig, seed: int, us: Sequence[float],
     data, _ = load_or_collect(cfg)
     data = validate_transitions(data)
     tr, te, _ = split_by_segment(data, seed, cfg.test_fraction, cfg.segment_length)
-    train = {k: torch.as_tensor(v[tr], dtype=torch.float32) for k, v in data.items()}
-    test = {k: torch.as_tensor(v[te], dtype=torch.float32) for k, v in data.items()}
+    train = {k: v[tr] for k, v in data.items()}
+    t_train = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in train.items()}
+    t_test = {k: torch.as_tensor(v[te], dtype=torch.float32) for k, v in data.items()}
     out = []
     for u in us:
-        model, _ = fit_variant(cfg, fixed_variant(u), seed, {k: v.numpy() for k, v in train.items()})
+        model, _ = fit_variant(cfg, fixed_variant(u), seed, train)
         objective = PGObjective("learned", entropy_weight=cfg.lam, init=float(u), num_samples=cfg.num_samples,
                                 baseline=cfg.pg_baseline)
-        xi = model.make_inputs(train["obs"], train["actions"])
-        yi = model.make_targets(train["obs"], train["next_obs"], train["rewards"])
-        xo = model.make_inputs(test["obs"], test["actions"])
-        yo = model.make_targets(test["obs"], test["next_obs"], test["rewards"])
+        xi = model.make_inputs(t_train["obs"], t_train["actions"])
+        yi = model.make_targets(t_train["obs"], t_train["next_obs"], t_train["rewards"])
+        xo = model.make_inputs(t_test["obs"], t_test["actions"])
+        yo = model.make_targets(t_test["obs"], t_test["next_obs"], t_test["rewards"])
         objective.reward_matrix.setup(yi)
         solver = BilevelSolver(objective, method="implicit", iterations=10, max_rows=4096)
         hyper, _ = solver.hypergradient(model, (xi, yi), (xo, yo), generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            mean = model.predict(test["obs"], test["actions"]).next_obs_mean[model.elite_idx].mean(0)
-            mse = float(((mean - test["next_obs"]) ** 2).mean())
+            pred = model.predict(t_test["obs"], t_test["actions"])
+            mse = predictive_metrics(pred.next_obs_mean, pred.next_obs_std, t_test["next_obs"], model.elite_idx)[
+                "rmse"] ** 2
         out.append({"u": float(u), "seed": float(seed), "hypergradient": float(hyper.reshape(-1)[0]),
                     "landscape_slope": landscape_slope(rows, seed, float(u)), "test_mse": mse,
                     "u_mse": cfg.lam / (2.0 * mse)})

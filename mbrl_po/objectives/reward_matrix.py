@@ -218,15 +218,19 @@ class RewardMatrix(nn.Module):
 
     def observe_residuals(self, residuals: torch.Tensor) -> None:
         """Residual Σ̂ from (..., T) residuals ``y - μ̂(x)`` (used when ``covariance == 'residual'``)."""
-        if self.kind in ("scaled", "inverse_cov") and self.covariance == "residual":
-            r = residuals.reshape(-1, residuals.shape[-1]).double()
-            self.update_covariance((r.T @ r / max(r.shape[0], 1)).float())
-        elif self.kind == "learned" and self.base is not None:
-            r = residuals.reshape(-1, residuals.shape[-1]).double()
-            self._base_u = self.heuristic_u((r.T @ r / max(r.shape[0], 1)).float(), self.structure).diagonal().clone()
-        elif self.kind == "learned" and self._init_from_residuals and self.learned is not None:
-            r = residuals.reshape(-1, residuals.shape[-1]).double()
-            self.learned.reset_to(self.heuristic_u((r.T @ r / max(r.shape[0], 1)).float(), self.structure))
+        heuristic = self.kind in ("scaled", "inverse_cov") and self.covariance == "residual"
+        learned_base = self.kind == "learned" and self.base is not None
+        learned_init = self.kind == "learned" and self._init_from_residuals and self.learned is not None
+        if not (heuristic or learned_base or learned_init):
+            return
+        r = residuals.reshape(-1, residuals.shape[-1]).double()
+        sigma_hat = (r.T @ r / max(r.shape[0], 1)).float()
+        if heuristic:
+            self.update_covariance(sigma_hat)
+        elif learned_base:
+            self._base_u = self.heuristic_u(sigma_hat, self.structure).diagonal().clone()
+        else:
+            self.learned.reset_to(self.heuristic_u(sigma_hat, self.structure))
             self._init_from_residuals = False
 
     def heuristic_u(self, sigma_hat: torch.Tensor, structure: str) -> torch.Tensor:
