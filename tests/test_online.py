@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def test_suite_validation_names_the_field(tmp_path):
         ({**base, "cells": [{**base["cells"][0], "set": {"planner": {"horizon": 0}}}]}, "planner.horizon: got 0"),
         ({**base, "cells": [{**base["cells"][0], "set": {"seed": 1}}]}, "set.seed"),
         ({**base, "tasks": {"d": {"base": "inverted_pendulum", "distractor_dims": -1}}}, "distractor_dims: got -1"),
+        ({**base, "cells": [{**base["cells"][0], "seeds": [1, 1]}]}, "cells[0].seeds: got [1, 1]"),
+        ({**base, "seeds": 0}, "seeds: got 0"),
     ]
     for data, msg in bad:
-        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(".", r"\.")):
+        with pytest.raises(ValueError, match=re.escape(msg)):
             suite_from_dict(data, "bad")
 
 
@@ -123,6 +126,27 @@ def test_shipped_suites_load_with_the_requested_cells():
     steps = {(t.agent, t.env_id): t.steps for t in gpu}
     assert steps[("pets", "HalfCheetah-v5")] == 300_000 and steps[("mbpo", "Hopper-v5")] == 125_000
     assert steps[("mbpo", "Walker2d-v5")] == 300_000
+    loco = load_suite("locomotion").trials()
+    seeds: dict[tuple[str, str, str], set[int]] = {}
+    for t in loco:
+        seeds.setdefault((t.agent, t.env_id, t.objective_label), set()).add(t.seed)
+        assert t.config.loop.eval_episodes == 5 or t.agent == "pets"
+    assert seeds[("mbpo", "Hopper-v5", "nll")] == seeds[("mbpo", "Hopper-v5", "pg-inverse_cov-residual")] == {0, 1}
+    assert seeds[("sac", "Hopper-v5", "model-free")] == {0, 1, 2}
+    mbpo = next(t for t in loco if t.agent == "mbpo")
+    assert mbpo.steps == 100_000 and mbpo.config.mbpo.updates_per_step == 20
+    assert mbpo.config.mbpo.rollout_schedule == (20, 150, 1, 15) and mbpo.config.loop.train_every == 250
+
+
+def test_cell_seeds_replace_the_suite_seeds_and_seeds_arg_replaces_both():
+    data = {"seeds": 2, "objectives": {"nll": {"name": "nll"}},
+            "cells": [{"agent": "pets", "tasks": ["inverted_pendulum"], "steps": 1000},
+                      {"agent": "sac", "tasks": ["inverted_pendulum"], "steps": 1000, "seeds": [0, 3, 5]}]}
+    suite = suite_from_dict(data, "s")
+    got = [(t.agent, t.seed) for t in suite.trials()]
+    assert sorted(got) == [("pets", 0), ("pets", 1), ("sac", 0), ("sac", 3), ("sac", 5)]
+    assert [s for _, s in got] == sorted(s for _, s in got)  # seed-major across cells
+    assert sorted((t.agent, t.seed) for t in suite.trials(seeds=1)) == [("pets", 0), ("sac", 0)]
 
 
 def test_u_option_names_non_default_structures():

@@ -26,6 +26,7 @@ the definition of a suite-derived task. Schema of ``benchmarks/suites/<name>.tom
     tasks = ["inverted_pendulum", "reacher"]
     objectives = ["nll", "pg-learned"]  # default: every [objectives.*] of the suite
     steps = 1000                        # env steps; must be a multiple of loop.eval_every
+    seeds = [0, 1, 2]                   # optional: this cell's seeds (a count or a list) instead of the suite's
     [cells.set]                         # overrides of the agent config, as with --set (dotted keys)
     planner.horizon = 10
 
@@ -58,7 +59,7 @@ DEFAULT_SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suite
 WRAPPED_ENV_ENTRY_POINT = "mbrl_po.benchmark.suites:make_wrapped_env"
 
 SUITE_KEYS = ("name", "description", "seeds", "objectives", "tasks", "cells")
-CELL_KEYS = ("agent", "tasks", "objectives", "steps", "set")
+CELL_KEYS = ("agent", "tasks", "objectives", "steps", "seeds", "set")
 DERIVED_TASK_KEYS = ("base", "distractor_dims", "distractor_std", "obs_noise_std", "max_episode_steps")
 #: loop counters (env steps) that ``budget_scale`` scales together with ``steps``
 SCALED_KEYS = (("loop", "init_steps"), ("loop", "train_every"), ("loop", "eval_every"),
@@ -306,6 +307,7 @@ class Cell:
     objectives: tuple[str, ...]
     steps: int
     set: dict[str, Any]
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ class Suite:
         """Expand the suite.
 
         Args:
-            seeds: use seeds ``0..seeds-1`` instead of the suite's.
+            seeds: use seeds ``0..seeds-1`` in every cell instead of the suite's and the cells' own.
             budget_scale: multiply ``steps`` and the loop's step counters (init, train/eval/checkpoint
                 intervals, MBPO epoch length) by this; 1 = the suite's budgets.
             overrides: extra config overrides for every trial (``--set``), applied after the cell's.
@@ -345,7 +347,7 @@ class Suite:
         if max_episode_steps is not None and (isinstance(max_episode_steps, bool)
                                               or not isinstance(max_episode_steps, int) or max_episode_steps < 1):
             raise ValueError(f"max_episode_steps: got {max_episode_steps!r}, allowed a positive integer")
-        seed_list = tuple(range(seeds)) if seeds is not None else self.seeds
+        forced = tuple(range(seeds)) if seeds is not None else None
         patterns = [p.strip() for p in (only or "").split(",") if p.strip()]
         out: list[Trial] = []
         for cell in self.cells:
@@ -359,7 +361,7 @@ class Suite:
                 base = load_task(derived.base if derived else task_name)
                 files = {task_name: derived.task_toml()} if derived else {}
                 for obj_name in objectives:
-                    for seed in seed_list:
+                    for seed in forced or cell.seeds or self.seeds:
                         over = _merge(cell.set, overrides or {})
                         if obj_name != "none":
                             over = _merge(over, {"objective": self.objectives[obj_name]})
@@ -390,7 +392,7 @@ class Suite:
                             continue
                         out.append(t)
         # seed-major order: a sweep stopped half-way has whole seeds of every cell rather than whole cells
-        out.sort(key=lambda t: seed_list.index(t.seed))
+        out.sort(key=lambda t: t.seed)
         ids = [t.trial_id for t in out]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -436,18 +438,22 @@ def _str_list(where: str, v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _seed_list(where: str, v: Any) -> tuple[int, ...]:
+    """A seed count ``n`` (seeds ``0..n-1``) or a list of distinct seeds >= 0, as a tuple."""
+    seeds = list(range(v)) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else v
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where}: got {v!r}, allowed a positive count or a list of distinct seeds >= 0")
+    return tuple(seeds)
+
+
 def suite_from_dict(data: dict[str, Any], name: str, path: Path | None = None) -> Suite:
     """Validate a parsed suite file (see the module docstring) and build the :class:`Suite`."""
     w = f"suite {name!r}: "
     _unknown(w, data, SUITE_KEYS)
     if data.get("name", name) != name:
         raise ValueError(f"{w}name: got {data['name']!r}, allowed {name!r} (the file stem)")
-    seeds = data.get("seeds", 5)
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
-        seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise ValueError(f"{w}seeds: got {data.get('seeds')!r}, allowed a positive count or distinct seeds >= 0")
+    seeds = _seed_list(f"{w}seeds", data.get("seeds", 5))
     objectives = data.get("objectives", {"nll": {"name": "nll"}})
     if not isinstance(objectives, dict) or not objectives:
         raise ValueError(f"{w}objectives: got {objectives!r}, allowed tables [objectives.<label>]")
@@ -504,7 +510,8 @@ def suite_from_dict(data: dict[str, Any], name: str, path: Path | None = None) -
         for k in ("objective", "steps", "seed", "env", "kind"):
             if k in sets:
                 raise ValueError(f"{cw}set.{k}: set by the suite itself (objectives/steps/seeds/tasks/agent)")
-        cells.append(Cell(agent, ctasks, cobjs, steps, sets))
+        cseeds = _seed_list(f"{cw}seeds", c["seeds"]) if "seeds" in c else None
+        cells.append(Cell(agent, ctasks, cobjs, steps, sets, cseeds))
     suite = Suite(name, str(data.get("description", "")), tuple(seeds), objectives, tasks, tuple(cells), path)
     suite.trials(seeds=1)  # resolve every cell's config once: bad overrides fail now, not mid-sweep
     return suite
