@@ -13,7 +13,8 @@ The loop, top to bottom (``MBPO.train``; ``SAC`` is the same loop without steps 
    buffer. k follows ``mbpo.rollout_schedule`` in epochs of ``mbpo.epoch_length`` env steps; the model buffer
    holds ``model_retain_epochs`` epochs of rollouts and is resized (keeping the newest) when k changes.
 4. ``mbpo.updates_per_step`` SAC gradient steps (``sac.updates_per_step`` for plain SAC) on batches that mix
-   ``real_ratio`` real and ``1 - real_ratio`` model transitions (:class:`MixedSampler`).
+   ``real_ratio`` real and ``1 - real_ratio`` model transitions (:class:`MixedSampler`), done by
+   :class:`~mbrl_po.agents.sac_update.LeanSACUpdate` (SB3's ``SAC.train`` less the wasted critic gradients, fused Adam).
 5. Every ``loop.eval_every`` steps: deterministic-actor episodes on a separately seeded env.
 6. At episode ends, after ``loop.checkpoint_every`` steps since the last one: a checkpoint (SAC networks and
    optimizers, entropy coefficient, model, trainer, both buffers and every RNG). ``resume`` restarts from it
@@ -42,6 +43,7 @@ from mbrl_po.agents.common import (
     env_rng_state,
     set_env_rng_state,
 )
+from mbrl_po.agents.sac_update import LeanSACUpdate
 from mbrl_po.config import AgentConfig
 from mbrl_po.data.replay_buffer import ReplayBuffer
 from mbrl_po.envs.task import TaskConfig
@@ -187,6 +189,8 @@ class _SACLoop(AgentLoop):
         )
         # train() records into it; no output formats and no folder (SB3's configure() makes a /tmp/SB3-<date>)
         self.sac.set_logger(Logger(folder=None, output_formats=[]))
+        # SB3's SAC.train less its wasted critic gradients, fused Adam (same updates up to rounding; tested)
+        self.sac_update = LeanSACUpdate(self.sac, fused_adam=True)
 
         self.model: GaussianEnsemble | None = None
         self.trainer: DynamicsTrainer | None = None
@@ -220,7 +224,7 @@ class _SACLoop(AgentLoop):
             self._retrain(self._elapsed())
         if self.trainer is not None and self.trainer.fits > 0:
             self._branch_rollouts()
-        self.sac.train(gradient_steps=self.updates_per_step, batch_size=self.cfg.sac.batch_size)
+        self.sac_update.train(gradient_steps=self.updates_per_step, batch_size=self.cfg.sac.batch_size)
 
     def _plot_title(self) -> str:
         label = f" objective={self.cfg.objective.label()}" if self.uses_model else ""

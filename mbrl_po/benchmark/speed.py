@@ -882,7 +882,14 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
         d = ro.to_transitions()
         model_buf.add_batch(d.obs, d.actions, d.rewards, d.next_obs, d.terminated)
 
+    from mbrl_po.agents.sac_update import LeanSACUpdate
+
+    lean = LeanSACUpdate(sac, fused_adam=True)  # what the agents run
+
     def sac_updates() -> None:
+        lean.train(gradient_steps=cfg.mbpo.updates_per_step, batch_size=s.batch_size)
+
+    def sac_updates_sb3() -> None:  # stable-baselines3's own SAC.train, for comparison (not in the step total)
         sac.train(gradient_steps=cfg.mbpo.updates_per_step, batch_size=s.batch_size)
 
     obs_np = data["obs"][0]
@@ -902,6 +909,7 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
 
     parts: dict[str, Callable[[], None]] = {
         "sac_updates": sac_updates,
+        "sac_updates_sb3": sac_updates_sb3,
         "model_rollouts_k1": lambda: rollouts(1),
         "model_rollouts_k15": lambda: rollouts(15),
         "policy_act_and_buffer_add": act_and_add,
@@ -935,7 +943,8 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
     ms["retrain_schedule_amortised"] = stats([schedule_mean(x, warm) / every for x in fits], 1e3)
     out["ms"] = ms
     med_cpu = {k: v["median"] for k, v in out["cpu_ms"].items()}
-    retrain_keys = ("retrain_warm_amortised", "retrain_schedule_amortised")  # alternatives to the first fit
+    # alternatives to the first fit, and SB3's own SAC.train beside the lean one the agents run
+    retrain_keys = ("retrain_warm_amortised", "retrain_schedule_amortised", "sac_updates_sb3")
     out["step_cpu_ms_k1"] = round(
         sum(med_cpu[k] for k in med_cpu if k != "model_rollouts_k15" and k not in retrain_keys), 2
     )
@@ -956,6 +965,7 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
                 (med_cpu[f"model_rollouts_{k}"] + med_cpu[key]) / med_cpu["sac_updates"], 3
             )
     out["ms_per_sac_update"] = round(med["sac_updates"] / cfg.mbpo.updates_per_step, 3)
+    out["ms_per_sac_update_sb3"] = round(med["sac_updates_sb3"] / cfg.mbpo.updates_per_step, 3)
     out["load_after"] = loadavg()
     log(f"mbpo: step {out['step_ms_k1']} ms (k=1), model share of SAC {out['model_share_of_sac_k1']}")
     return out
@@ -1500,7 +1510,8 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
         )
         add("| part | ms per env step, wall | ms, process CPU | GPU |\n| --- | --- | --- | --- |")
         labels = {
-            "sac_updates": f"{st['sac_updates_per_step']} SAC updates",
+            "sac_updates": f"{st['sac_updates_per_step']} SAC updates (LeanSACUpdate, what the agents run)",
+            "sac_updates_sb3": f"{st['sac_updates_per_step']} SAC updates by SB3's own `SAC.train` (not in the step)",
             "model_rollouts_k1": "model rollouts, length k=1 (first epochs)",
             "model_rollouts_k15": "model rollouts, length k=15 (Hopper schedule end)",
             "retrain_amortised": "model retraining, amortised: first fit (from scratch)",
