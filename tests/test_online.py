@@ -365,3 +365,59 @@ def test_prune_superseded_moves_rows_of_old_trials_and_keeps_them(tmp_path):
     assert online.prune_superseded(runs, keep={"new"}) == ["older"]
     assert [r["trial_id"] for r in read_csv(runs.with_name("superseded.csv"))] == ["old", "old", "older"]
     assert list(read_csv(runs)[0].keys()) == list(ROW_COLUMNS)
+
+
+def test_report_shows_partial_rows_as_running_beside_anchors_and_every_seed(tmp_path):
+    def row(tid: str, seed: int, step: int, ret: float, wall: float) -> dict:
+        return {"agent": "mbpo", "env_id": "Hopper-v5", "task": "hopper", "objective": "nll", "u_option": "",
+                "seed": seed, "env_step": step, "eval_return": ret, "model_nll": -3.0, "rollout_error": 0.5,
+                "wall_time": wall, "machine": "m", "commit": "c1", "config_hash": "h", "trial_id": tid}
+
+    folder = tmp_path / "loco"
+    done = [row("a", 0, s, s / 10, s * 0.3) for s in range(1000, 21000, 1000)]
+    # seed 1 is still running; the partial file also holds a stale copy of the finished trial's first row
+    part = [row("b", 1, s, s / 20, s * 0.6) for s in range(1000, 11000, 1000)] + [{**done[0], "eval_return": -1}]
+    append_rows(folder / "runs.csv", done, ROW_COLUMNS)
+    append_rows(folder / "partial.csv", part, ROW_COLUMNS)
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text("env,agent,source,step,return_mean,return_min,return_max,n_seeds\n"
+                       "Hopper,mbpo,paperX,9000,400,,,5\nHopper,mbpo,paperX,11000,600,,,5\n"
+                       "Hopper,mbpo,paperX,20000,1000,,,5\nHopper,sac,distantpub,0,0,,,3\nHopper,sac,distantpub,90000,9,,,3\n"
+                       "Walker2d,mbpo,paperY,10000,77,,,5\n")
+    summary, pngs = report.write_report(tmp_path, "loco", anchors_csv=anchors)
+    text = summary.read_text()
+    assert "1 finished trials, 1 still running" in text
+    assert "| agent objective | return @ 10000 steps | return @ 20000 steps |" in text  # round budgets
+    assert "| mbpo nll | 750.0 ± 3176.6 (n=2) | 2000.0 (n=1) |" in text  # seed 0: 1000, seed 1: 500 at 10k
+    assert "| *published: mbpo (paperX, n=5)* | *500* | *1000* |" in text  # interpolated at 10k
+    assert "paperY" not in text  # another env family's anchor is not shown
+    assert "distantpub" not in text  # nor one with no point near any budget (0 and 90k are too far apart to interpolate)
+    # every seed: state, last step, last-10% mean and CPU minutes per 1k steps (wall 0.3 s/step = 5.0 min)
+    assert "| mbpo nll | 0 | done | 20000 | 2000.0 | 1900.0 (n=3) | 2000.0 | 5.0 |" in text  # 18k..20k
+    assert "| mbpo nll | 1 | running | 10000 | 500.0 | 475.0 (n=2) | 500.0 | 10.0 |" in text
+    assert pngs[0].stat().st_size > 1000
+
+
+@pytest.mark.mujoco
+def test_snapshot_writes_rows_of_unfinished_trials_only(tmp_path):
+    suite = _suite_file(tmp_path)
+    sweep = _sweep(tmp_path, suite, only="sac/*/s0")
+    assert sweep.run() == 0
+    # a second trial that was started and stopped: its metrics.csv holds one eval so far
+    other = _sweep(tmp_path, suite, only="sac/*/s1")
+    t = other.trials[0]
+    run = other.runs_root / t.trial_id
+    run.mkdir(parents=True)
+    (run / "commits.txt").write_text("abc\ndef\n")
+    (run / "metrics.csv").write_text("env_step,episode,episode_return,episode_length,eval_return,model_nll,"
+                                     "model_mse,rollout_error,u,model_fit_s,wall_time\n"
+                                     "60,,,,12.5,,,,,,3.0\n61,1,10,61,,,,,,,3.1\n")
+    both = _sweep(tmp_path, suite)
+    rows, labels = both.snapshot()
+    assert labels == [f"{t.label}@60"]
+    assert [(r["trial_id"], r["env_step"], r["eval_return"], r["commit"]) for r in rows] == \
+        [(t.trial_id, 60, "12.5", "abc+def")]
+    assert read_csv(both.partial_csv)[0]["trial_id"] == t.trial_id
+    assert not list(both.partial_csv.parent.glob(".partial*"))  # replaced atomically, no temp file left
+    assert online.main([str(suite), "--snapshot", "--results-dir", str(tmp_path / "results"), "--runs-dir",
+                        str(tmp_path / "runs"), "--name", "tiny"]) == 0

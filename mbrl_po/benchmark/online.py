@@ -6,6 +6,8 @@ evaluation returns in ``docs/results/<SUITE>/runs.csv``.
   half-done trials and never re-runs a finished one (a trial is finished when its id is in runs.csv).
 * When a trial ends, the driver appends its rows to runs.csv (one row per evaluation point, long format; see
   :data:`ROW_COLUMNS`) under a file lock, by writing a temporary file and renaming it over runs.csv.
+* Long trials: ``--snapshot`` writes the rows that unfinished trials have logged so far to ``partial.csv``
+  (commit it as a partial curve; the report shows it beside runs.csv, marked as running).
 * A trial that raises is reported on stderr and in ``failures.csv`` (one row per failed attempt, with the
   traceback's tail) and retried up to ``--retries`` times; a sweep with trials that still fail exits with 1.
 * Execution: in this process (``--workers 1``), a process pool (``--workers k``), or Ray remote tasks of one
@@ -244,6 +246,15 @@ def eval_rows(metrics: Sequence[dict[str, str]], payload: dict[str, Any], machin
     return rows
 
 
+def _note_commit(run_dir: Path, commit: str) -> None:
+    """Append ``commit`` to ``<run_dir>/commits.txt`` unless it is the last one there (what ran this trial)."""
+    f = run_dir / "commits.txt"
+    seen = f.read_text().split() if f.exists() else []
+    if not seen or seen[-1] != commit:
+        with open(f, "a") as fh:
+            fh.write(commit + "\n")
+
+
 def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int = 1) -> dict[str, Any]:
     """Run (or resume) one trial in ``<runs_root>/<trial_id>`` and return its runs.csv rows.
 
@@ -280,6 +291,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
             run = RunDir(path)
             agent = cls.resume(run, progress=False)
             resumed_from = int(agent.step)
+            _note_commit(path, commit)
         else:
             root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=root, prefix=".config-", suffix=".toml")
@@ -290,6 +302,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
             finally:
                 os.unlink(tmp)
             run = RunDir.create(root, cfg, payload["trial_id"])
+            _note_commit(path, commit)
             agent = cls(cfg, run, progress=False)
         agent.train()
     rows = eval_rows(run.read_metrics(), payload, machine, commit)
@@ -349,6 +362,7 @@ class Sweep:
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.runs_csv = self.results_dir / "runs.csv"
         self.failures_csv = self.results_dir / "failures.csv"
+        self.partial_csv = self.results_dir / "partial.csv"
         self.attempts: Counter[str] = Counter()
         self.failed: set[str] = set()
         self.done: list[str] = []
@@ -374,6 +388,40 @@ class Sweep:
             else:
                 out.append((t, "new"))
         return out
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Rewrite ``partial.csv``: the runs.csv rows that the unfinished trials' metrics.csv hold so far.
+
+        A trial's rows carry the commit(s) it has run at (``commits.txt`` of its run directory, written by
+        :func:`run_trial`; ``unknown`` before that file existed). Finished trials are left out: their rows are
+        in runs.csv. The file is replaced atomically, so a report never reads half of it.
+
+        Returns:
+            (the rows written, ``label@last step`` of each trial that has some).
+        """
+        done = finished_trials(self.runs_csv)
+        rows: list[dict[str, Any]] = []
+        labels: list[str] = []
+        machine = machine_string()
+        for t in self.trials:
+            run = self.runs_root / t.trial_id
+            if t.trial_id in done or not (run / "metrics.csv").exists():
+                continue
+            commits = (run / "commits.txt").read_text().split() if (run / "commits.txt").exists() else []
+            got = eval_rows(read_csv(run / "metrics.csv"), t.payload(), machine, "+".join(commits) or "unknown")
+            if got:
+                rows += got
+                labels.append(f"{t.label}@{got[-1]['env_step']}")
+        self.partial_csv.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.partial_csv.with_name(f".{self.partial_csv.name}.tmp")
+        if tmp.exists():
+            tmp.unlink()
+        if rows:
+            append_rows(tmp, rows, ROW_COLUMNS)
+        else:
+            tmp.write_text(",".join(ROW_COLUMNS) + "\n")
+        os.replace(tmp, self.partial_csv)
+        return rows, labels
 
     def pending(self) -> list[Trial]:
         done = finished_trials(self.runs_csv)
@@ -539,6 +587,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default="runs/suites", help="parent of <SUITE>/<trial-id>/ run directories")
     p.add_argument("--name", default=None, help="results/runs folder name (default: the suite's, see above)")
     p.add_argument("--dry-run", action="store_true", help="list the trials and their status; run nothing")
+    p.add_argument("--snapshot", action="store_true",
+                   help="write the eval rows that unfinished trials have logged so far to <SUITE>/partial.csv "
+                        "(a partial curve; `mbrl-po report` shows it beside runs.csv); run nothing")
     p.add_argument("--prune-superseded", action="store_true",
                    help="move rows of trials that are no longer in the suite (its config changed) to "
                         "superseded.csv; run nothing")
@@ -577,6 +628,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         moved = prune_superseded(sweep.runs_csv, keep)
         print(f"moved the rows of {len(moved)} superseded trial(s) to {sweep.runs_csv.with_name('superseded.csv')}"
               + (f": {', '.join(moved)}" if moved else ""))
+        return 0
+    if args.snapshot:
+        rows, labels = sweep.snapshot()
+        print(f"wrote {len(rows)} rows of {len(labels)} unfinished trial(s) to {sweep.partial_csv}"
+              + (f": {', '.join(labels)}" if labels else ""))
         return 0
     if args.dry_run:
         status = sweep.status()

@@ -1,12 +1,15 @@
 """``mbrl-po report SUITE``: ``docs/results/<SUITE>/summary.md`` and one learning-curve PNG per task, from
-``runs.csv`` alone (written by ``mbrl-po bench online``; nothing else is read).
+``runs.csv`` alone (written by ``mbrl-po bench online``), plus ``partial.csv`` while long trials still run
+(``mbrl-po bench online SUITE --snapshot``; their rows are marked as running) and the published reference
+curves of ``benchmarks/anchors/published.csv`` for the tasks they cover.
 
 Per task, the tables give the evaluation return at fixed env-step budgets: each trial contributes its last
 evaluation at or before the budget, and only trials that reached the budget count. Cells are mean ± the 95%
 Student-t interval over seeds, with n seeds. A group is agent x objective (x config hash, when one label was
 run with several configs). Budgets of a task: the final env step of each group on it, plus half the largest.
-Besides the returns: the model metrics at the final budget, and for every PG variant its seed-paired
-difference to the same agent's ``nll`` (positive: PG is better) with a 95% interval.
+Besides the returns: every seed's own curve summary (last evaluation, mean over the last 10% of its steps,
+best, CPU time per 1,000 env steps), the model metrics at the final budget, and for every PG variant its
+seed-paired difference to the same agent's ``nll`` (positive: PG is better) with a 95% interval.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mbrl_po.benchmark.online import ROW_COLUMNS, read_csv
 from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci
 
+ANCHORS_CSV = Path(__file__).resolve().parents[2] / "benchmarks" / "anchors" / "published.csv"
 REQUIRED = ("agent", "env_id", "task", "objective", "u_option", "seed", "env_step", "eval_return", "trial_id",
             "config_hash")
 
@@ -61,9 +67,10 @@ def objective_label(row: dict[str, str]) -> str:
     return row["objective"] if not row.get("u_option") else f"{row['objective']}-{row['u_option']}"
 
 
-def load_rows(path: str | Path) -> list[dict[str, str]]:
-    """runs.csv rows, checked for the required columns, deduplicated on (trial_id, env_step) (last wins)."""
-    rows = read_csv(path)
+def load_rows(path: str | Path, keep: set[str] | None = None) -> list[dict[str, str]]:
+    """runs.csv rows, checked for the required columns, deduplicated on (trial_id, env_step) (last wins);
+    only the trials in ``keep`` when given."""
+    rows = [r for r in read_csv(path) if keep is None or r["trial_id"] in keep]
     if not rows:
         raise ValueError(f"runs.csv: {path} is missing or empty; run `mbrl-po bench online SUITE` first")
     missing = [c for c in REQUIRED if c not in rows[0]]
@@ -97,14 +104,78 @@ def build_groups(rows: Sequence[dict[str, str]]) -> dict[str, list[Group]]:
     return dict(sorted(by_task.items()))
 
 
+#: budgets that published curves are read at, shown wherever a group reached them
+ROUND_BUDGETS = (10_000, 20_000, 50_000, 100_000, 125_000, 200_000, 300_000)
+
+
 def budgets(groups: Sequence[Group]) -> list[int]:
-    """The final env step of each group, plus half the largest (snapped to an evaluated step)."""
+    """The final env step of each group, half the largest (snapped to an evaluated step), and the
+    :data:`ROUND_BUDGETS` that some group has evaluated."""
     finals = sorted({g.final_step for g in groups})
     steps = sorted({s for g in groups for c in g.curves.values() for s in c})
     half = finals[-1] / 2
     below = [s for s in steps if s <= half]
-    out = set(finals) | ({below[-1]} if below else set())
+    out = set(finals) | ({below[-1]} if below else set()) | (set(ROUND_BUDGETS) & set(steps))
     return sorted(out)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published reference curve (or single point) of one agent on one env family (``Hopper``, ...)."""
+
+    env: str
+    agent: str
+    source: str
+    points: tuple[tuple[int, float, str], ...]  # (env step, mean return, "n=<seeds>" or "")
+
+    def at(self, budget: int) -> float | None:
+        """The mean return at ``budget``: interpolated linearly between the two points around it when they are
+        at most a quarter of ``budget`` apart, else a point within 10% below it; None when the curve has no
+        data near ``budget``."""
+        below = [p for p in self.points if p[0] <= budget]
+        above = [p for p in self.points if p[0] >= budget]
+        if below and above:
+            (s0, r0, _), (s1, r1, _) = below[-1], above[0]
+            if s1 == s0:
+                return r0
+            if s1 - s0 <= 0.25 * budget:
+                return float(np.interp(budget, [s0, s1], [r0, r1]))
+        if below and below[-1][0] >= 0.9 * budget:
+            return below[-1][1]
+        return None
+
+
+def env_family(env_id: str) -> str:
+    """``Hopper-v5`` -> ``Hopper`` (anchors are matched on the family: they were run on older versions)."""
+    return re.sub(r"-v\d+$", "", env_id)
+
+
+def load_anchors(path: str | Path | None = None) -> list[Anchor]:
+    """The curves of ``benchmarks/anchors/published.csv`` (columns env, agent, source, step, return_mean,
+    return_min, return_max, n_seeds); none when the file is absent (an installed package without a checkout)."""
+    rows = read_csv(ANCHORS_CSV if path is None else path)
+    curves: dict[tuple[str, str, str], list[tuple[int, float, str]]] = defaultdict(list)
+    for r in rows:
+        n = f"n={r['n_seeds']}" if r.get("n_seeds") else ""
+        curves[(r["env"], r["agent"], r["source"])].append((int(float(r["step"])), float(r["return_mean"]), n))
+    return [Anchor(e, a, src, tuple(sorted(pts))) for (e, a, src), pts in curves.items()]
+
+
+def seed_rows(g: Group, running: set[str]) -> list[list[str]]:
+    """One row per seed of ``g``: last step, its return, the mean over the last 10% of its steps, the best
+    evaluation, and CPU seconds per 1,000 env steps (the run's wall time on one core)."""
+    out = []
+    for seed in sorted(g.curves):
+        curve = g.curves[seed]
+        last = max(curve)
+        window = [float(r["eval_return"]) for st, r in curve.items() if st >= 0.9 * last]
+        wall = curve[last].get("wall_time", "")
+        rate = f"{float(wall) / last * 1000 / 60:.1f}" if wall not in ("", None) and last else "—"
+        state = "running" if curve[last]["trial_id"] in running else "done"
+        out.append([g.label, str(seed), state, str(last), f"{float(curve[last]['eval_return']):.1f}",
+                    f"{sum(window) / len(window):.1f} (n={len(window)})",
+                    f"{max(float(r['eval_return']) for r in curve.values()):.1f}", rate])
+    return out
 
 
 def _cell(values: dict[int, float], digits: int = 1) -> str:
@@ -131,19 +202,31 @@ def _verdict(m: float, h: float, n: int, lower_is_better: bool = False) -> str:
     return "PG better" if better else "PG worse"
 
 
-def summarize(rows: Sequence[dict[str, str]], suite: str, source: str) -> str:
-    """The markdown of summary.md."""
+def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: set[str] | None = None,
+              anchors: Sequence[Anchor] = ()) -> str:
+    """The markdown of summary.md.
+
+    Args:
+        rows: runs.csv rows (and partial.csv rows of running trials).
+        suite: the suite's name.
+        source: what the rows were read from (named in the header).
+        running: ids of the trials whose rows are partial (still running).
+        anchors: published curves, shown for the tasks whose env family they cover.
+    """
+    running = running or set()
     by_task = build_groups(rows)
     commits = defaultdict(set)
     machines = defaultdict(set)
     for r in rows:
         commits[r.get("commit", "") or "unknown"].add(r["trial_id"])
         machines[r.get("machine", "") or "unknown"].add(r["trial_id"])
-    n_trials = len({r["trial_id"] for r in rows})
+    n_trials = len({r["trial_id"] for r in rows} - running)
+    n_running = len({r["trial_id"] for r in rows} & running)
     out = [
         f"# Suite `{suite}`: online results\n",
         f"Generated by `mbrl-po report {suite}` from `{source}` alone ({len(rows)} rows, {n_trials} finished "
-        f"trials) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; do not edit by hand.\n",
+        f"trials" + (f", {n_running} still running: their rows so far" if n_running else "")
+        + f") on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; do not edit by hand.\n",
         "Eval return at fixed env-step budgets: each trial's last evaluation at or before the budget (trials that"
         " stopped earlier are not counted); mean ± 95% Student-t interval over seeds, n = seeds. "
         "'—': no trial reached that budget.\n",
@@ -159,7 +242,25 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str) -> str:
         out.append("")
         out.append(f"![learning curves]({plot_name(task)})\n")
         table = [[g.label, *(_cell(g.at(b)) for b in bs)] for g in groups]
+        fam = {env_family(e) for e in env_ids}
+        mine = [a for a in anchors if a.env in fam and any(a.at(b) is not None for b in bs)]
+        for a in mine:
+            n = next((p[2] for p in a.points if p[2]), "")
+            table.append([f"*published: {a.agent} ({a.source}{', ' + n if n else ''})*",
+                          *("—" if a.at(b) is None else f"*{a.at(b):.0f}*" for b in bs)])
         out.append(markdown_table(["agent objective", *(f"return @ {b} steps" for b in bs)], table))
+        if mine:
+            out.append(f"Published rows (italic) are other systems on `{'`, `'.join(sorted(fam))}` of older "
+                       "Gymnasium/Gym versions (v2/v4; ours are on the version above): references, not paired "
+                       "comparisons; each is its mean over seeds at the budget (interpolated between close points; "
+                       "'—': no published point near it).\n")
+        out.append("<details><summary>Every seed (long runs are peaky: read each seed, not only the mean)"
+                   "</summary>\n\n'last 10%': mean eval return over the seed's evaluations in the last 10% of its "
+                   "steps (inclusive); CPU min / 1k steps: its wall time on one core per 1,000 env steps.\n")
+        out.append(markdown_table(["agent objective", "seed", "state", "last step", "return there",
+                                   "last 10%", "best", "CPU min / 1k steps"],
+                                  [r for g in groups for r in seed_rows(g, running)]))
+        out.append("</details>\n")
         # model quality and PG-vs-NLL at each agent's own final budget (agents of one task may run for
         # different numbers of steps, e.g. PETS 1000 and MBPO 2000 on InvertedPendulum)
         finals = {g.agent: max(x.final_step for x in groups if x.agent == g.agent) for g in groups}
@@ -199,8 +300,11 @@ def plot_name(task: str) -> str:
     return f"curve_{re.sub(r'[^A-Za-z0-9_.-]+', '_', task)}.png"
 
 
-def plot_task(task: str, groups: Sequence[Group], path: Path) -> Path:
-    """Eval return vs env steps: per group the mean over seeds with its 95% band (where n >= 2)."""
+def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[Anchor] = (),
+              running: set[str] | None = None) -> Path:
+    """Eval return vs env steps: per group the mean over seeds with its 95% band (where n >= 2), every seed
+    as a thin line, and the published anchors of the task's env family (dotted, grey tones)."""
+    running = running or set()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,33 +323,68 @@ def plot_task(task: str, groups: Sequence[Group], path: Path) -> Path:
             lo.append(m - h if n > 1 else m)
             hi.append(m + h if n > 1 else m)
         style = "--" if g.agent == "sac" else "-"
-        (line,) = ax.plot(xs, ms, style, marker="o", ms=3, label=f"{g.label} (n={max(ns)})")
+        live = any(r["trial_id"] in running for c in g.curves.values() for r in c.values())
+        (line,) = ax.plot(xs, ms, style, marker="o", ms=3,
+                          label=f"{g.label} (n={max(ns)}{', running' if live else ''})")
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        if len(g.curves) > 1:
+            for c in g.curves.values():
+                st = sorted(c)
+                ax.plot(st, [float(c[x]["eval_return"]) for x in st], style, color=line.get_color(), lw=0.6,
+                        alpha=0.45)
     env_ids = sorted({r["env_id"] for g in groups for c in g.curves.values() for r in c.values()})
+    fam = {env_family(e) for e in env_ids}
+    top = max((s for g in groups for c in g.curves.values() for s in c), default=0)
+    greys = ["0.15", "0.45", "0.65"]
+    for i, a in enumerate(x for x in anchors if x.env in fam):
+        pts = [p for p in a.points if p[0] <= max(top, 1) * 1.3]
+        if not pts:
+            continue
+        n = next((p[2] for p in a.points if p[2]), "")
+        label = f"published {a.agent}: {a.source}" + (f", {n}" if n else "")
+        if len(pts) == 1:
+            ax.plot([pts[0][0]], [pts[0][1]], "*", color=greys[i % 3], ms=9, label=label)
+        else:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ":", color=greys[i % 3], lw=1.5, label=label)
     ax.set_title(f"{task} ({', '.join(env_ids)}): eval return, mean ± 95% CI", fontsize=9)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def write_report(results_dir: str | Path, suite: str) -> tuple[Path, list[Path]]:
-    """Regenerate ``<results_dir>/<suite>/summary.md`` and its PNGs from runs.csv.
+def write_report(results_dir: str | Path, suite: str,
+                 anchors_csv: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """Regenerate ``<results_dir>/<suite>/summary.md`` and its PNGs from runs.csv (and partial.csv).
+
+    Args:
+        results_dir: parent of ``<suite>/runs.csv``.
+        suite: the results folder's name.
+        anchors_csv: published curves (default: ``benchmarks/anchors/published.csv`` of the checkout).
 
     Returns:
         (summary.md, the PNG paths).
     """
     folder = Path(results_dir) / suite
     runs_csv = folder / "runs.csv"
-    rows = load_rows(runs_csv)
+    partial_csv = folder / "partial.csv"
+    partial = read_csv(partial_csv)
+    rows = load_rows(runs_csv) if runs_csv.exists() or not partial else []
+    finished = {r["trial_id"] for r in rows}
+    extra = [r for r in partial if r["trial_id"] not in finished]
+    running = {r["trial_id"] for r in extra}
+    if extra:
+        rows = rows + load_rows(partial_csv, keep=running)
+    source = str(runs_csv) + (f" + {partial_csv.name} ({len(running)} running)" if running else "")
+    anchors = load_anchors(anchors_csv)
     by_task = build_groups(rows)
-    pngs = [plot_task(task, gs, folder / plot_name(task)) for task, gs in by_task.items()]
+    pngs = [plot_task(task, gs, folder / plot_name(task), anchors, running) for task, gs in by_task.items()]
     summary = folder / "summary.md"
-    summary.write_text(summarize(rows, suite, str(runs_csv)))
+    summary.write_text(summarize(rows, suite, source, running, anchors))
     return summary, pngs
 
 
