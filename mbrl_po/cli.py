@@ -6,6 +6,7 @@
     mbrl-po show-config --agent pets --env halfcheetah [--set planner.horizon=20]
     mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
     mbrl-po bench u-landscape ...        PG's likelihood over a fixed scalar U, the learned U placed on it
+    mbrl-po bench planner-sweep ...      return against CPU per action of planner settings, on one PETS model
     mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
     mbrl-po report cpu                   tables and learning curves of a suite from its runs.csv alone
     mbrl-po collect --env halfcheetah --policy medium --steps 100000 --out data/datasets   (docs/datasets.md)
@@ -91,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES = ("offline", "u-landscape", "speed", "online")
+BENCHES = ("offline", "u-landscape", "speed", "online", "planner-sweep")
 
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
@@ -115,6 +116,10 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
         from mbrl_po.benchmark import online
 
         return int(online.main(rest) or 0)
+    if args.suite == "planner-sweep":
+        from mbrl_po.benchmark import planner_sweep
+
+        return int(planner_sweep.main(rest) or 0)
     raise ValueError(f"bench: got {args.suite!r}, allowed {list(BENCHES)}")
 
 
@@ -173,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # no -h here: `mbrl-po bench offline --help` must reach the benchmark's own parser
     p = sub.add_parser("bench", add_help=False,
-                       help="benchmarks: offline | u-landscape | speed | online SUITE (docs/results/README.md)")
-    p.add_argument("suite", nargs="?", help="offline | u-landscape | speed | online")
+                       help="benchmarks: offline | u-landscape | speed | online SUITE | planner-sweep "
+                            "(docs/results/README.md)")
+    p.add_argument("suite", nargs="?", help="offline | u-landscape | speed | online | planner-sweep")
     p.set_defaults(func=None)
 
     p = sub.add_parser("report", help="regenerate docs/results/SUITE/summary.md and plots from runs.csv")

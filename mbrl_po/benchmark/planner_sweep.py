@@ -1,0 +1,211 @@
+"""``mbrl-po bench planner-sweep``: which planner can a CPU afford? Return against cost per action, on one model.
+
+A PETS run directory (its last checkpoint: the model trained on the data that PETS collected) is loaded once;
+then every planner setting plans episodes on the real env with that same model, from the same env seeds (paired
+across settings), and each episode's return and process CPU time per action are recorded::
+
+    mbrl-po bench planner-sweep --run RUN_DIR --settings cem-64x5x10x3 icem-100x5x30x3 \\
+        --episodes 2 --episode-steps 300 --out docs/results/planning/halfcheetah
+
+A setting is ``<optimizer>-<population>x<particles>x<horizon>x<iterations>`` (optimizer ``cem``, ``icem`` or
+``mppi``); the other planner options are the run's. Rows go to ``<out>/sweep.csv`` as each episode ends (a
+killed sweep skips finished episodes when rerun); ``<out>/sweep.md`` and ``sweep.png`` are rewritten at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SETTING = re.compile(r"^(cem|icem|mppi)-(\d+)x(\d+)x(\d+)x(\d+)$")
+COLUMNS = ("setting", "optimizer", "population", "particles", "horizon", "iterations", "episode", "env_seed",
+           "max_steps", "steps", "return", "ms_per_action", "machine", "model_run", "model_step", "commit")
+ENV_SEED_BASE = 10_000
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One planner setting of the sweep."""
+
+    optimizer: str
+    population: int
+    particles: int
+    horizon: int
+    iterations: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.optimizer}-{self.population}x{self.particles}x{self.horizon}x{self.iterations}"
+
+    @property
+    def rows_per_action(self) -> int:
+        """Model rows evaluated per planned action, before iCEM's population decay: N x P x H x iterations."""
+        return self.population * self.particles * self.horizon * self.iterations
+
+
+def parse_setting(text: str) -> Setting:
+    """``cem-64x5x10x3`` -> :class:`Setting`; a ValueError naming the allowed form otherwise."""
+    m = SETTING.match(text.strip().lower())
+    if not m or min(int(x) for x in m.groups()[1:]) < 1:
+        raise ValueError(f"setting: got {text!r}, allowed <cem|icem|mppi>-<population>x<particles>x<horizon>x"
+                         "<iterations> with positive integers, e.g. cem-64x5x10x3")
+    return Setting(m.group(1), *(int(x) for x in m.groups()[1:]))
+
+
+def _planner(agent: Any, s: Setting, seed: int) -> Any:
+    """An MPC agent with setting ``s`` on ``agent``'s model (the run's other planner options)."""
+    from mbrl_po.planning import MPCAgent, make_optimizer
+    from mbrl_po.planning.evaluator import TrajectoryEvaluator
+
+    p = agent.cfg.planner
+    space = agent.env.action_space
+    low = torch.as_tensor(space.low, dtype=torch.float32, device=agent.device)
+    high = torch.as_tensor(space.high, dtype=torch.float32, device=agent.device)
+    kwargs: dict[str, Any] = {"population": s.population, "iterations": s.iterations}
+    if s.optimizer in ("cem", "icem"):
+        kwargs.update(elite_fraction=p.elite_fraction, alpha=p.alpha)
+    optimizer = make_optimizer(s.optimizer, s.horizon, low, high, **kwargs)
+    return MPCAgent(optimizer, TrajectoryEvaluator(agent.model_env, s.particles), device=agent.device, seed=seed)
+
+
+def run_episode(agent: Any, s: Setting, env_seed: int, steps: int) -> tuple[float, int, list[float]]:
+    """One episode of at most ``steps`` actions planned with ``s``: (return, steps taken, CPU s per action)."""
+    from mbrl_po.envs.task import make_env
+
+    env = make_env(agent.task, seed=env_seed)
+    mpc = _planner(agent, s, seed=env_seed)
+    obs, _ = env.reset(seed=env_seed)
+    total, n, cpu = 0.0, 0, []
+    try:
+        for _ in range(steps):
+            t = time.process_time()
+            action = mpc.act(obs)
+            cpu.append(time.process_time() - t)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            n += 1
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return total, n, cpu
+
+
+def summary_rows(rows: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+    """Per setting: mean return (and its spread) over episodes, median ms per action, CPU minutes per 1,000
+    env steps, in the order the settings first appear."""
+    from mbrl_po.benchmark.stats import mean_ci
+
+    out = []
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == name]
+        rets = [float(r["return"]) for r in mine]
+        m, h, n = mean_ci(rets)
+        ms = statistics.median(float(r["ms_per_action"]) for r in mine)
+        out.append({"setting": name, "episodes": n, "steps": mine[0]["steps"], "return_mean": m, "return_ci": h,
+                    "return_min": min(rets), "return_max": max(rets), "ms_per_action": ms,
+                    "cpu_min_per_1k": ms * 1000 / 1000 / 60})
+    return out
+
+
+def write_outputs(out: Path, rows: Sequence[dict[str, str]]) -> tuple[Path, Path]:
+    """``sweep.md`` (table) and ``sweep.png`` (return against ms per action) from the rows of sweep.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mbrl_po.benchmark.stats import format_mean_ci, markdown_table
+
+    summ = summary_rows(rows)
+    first = rows[0]
+    md = [
+        "# Planner sweep: return against cost per action, one model\n",
+        f"Generated by `mbrl-po bench planner-sweep` from `{out / 'sweep.csv'}`; do not edit by hand. Model: the "
+        f"checkpoint of `{first['model_run']}` at env step {first['model_step']}; every setting plans the same "
+        f"episodes (env seeds {ENV_SEED_BASE}+episode) of at most {first['steps']} steps with that model. "
+        "Return: the env's reward summed over the episode, mean ± 95% t-interval over episodes [min, max]. "
+        "ms per action: median process CPU time of one planned action (one thread). Machine: "
+        f"`{first['machine']}`; commit `{first['commit']}`.\n",
+    ]
+    table = [[s["setting"], s["episodes"], f"{format_mean_ci(s['return_mean'], s['return_ci'], 1)} "
+              f"[{s['return_min']:.0f}, {s['return_max']:.0f}]", f"{s['ms_per_action']:.1f}",
+              f"{s['cpu_min_per_1k']:.1f}"] for s in summ]
+    md.append(markdown_table(["setting (opt-N x P x H x iters)", "episodes", "return", "ms per action",
+                              "CPU min per 1k steps"], table))
+    (out / "sweep.md").write_text("\n".join(md))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in summ:
+        ax.errorbar([s["ms_per_action"]], [s["return_mean"]],
+                    yerr=[[s["return_mean"] - s["return_min"]], [s["return_max"] - s["return_mean"]]],
+                    fmt="o", capsize=3, label=s["setting"])
+    ax.set_xscale("log")
+    ax.set_xlabel("ms of CPU per planned action (log)")
+    ax.set_ylabel(f"return over {first['steps']} steps (mean, min-max)")
+    ax.set_title("Planner settings on one model", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=110)
+    plt.close(fig)
+    return out / "sweep.md", out / "sweep.png"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mbrl_po.agents.common import RunDir
+    from mbrl_po.agents.pets import PETS
+    from mbrl_po.benchmark.online import append_rows, git_commit, machine_string, read_csv
+
+    p = argparse.ArgumentParser(prog="mbrl-po bench planner-sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="a PETS run directory with a checkpoint (its model is used)")
+    p.add_argument("--settings", nargs="+", required=True, help="e.g. cem-64x5x10x3 icem-100x5x30x3")
+    p.add_argument("--episodes", type=int, default=2, help="episodes per setting (default 2)")
+    p.add_argument("--episode-steps", type=int, default=1000, help="actions per episode at most (default 1000)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", required=True, help="folder of sweep.csv, sweep.md, sweep.png")
+    args = p.parse_args(argv)
+    settings = [parse_setting(s) for s in args.settings]
+    for k in ("episodes", "episode_steps", "threads"):
+        if getattr(args, k) < 1:
+            raise ValueError(f"{k.replace('_', '-')}: got {getattr(args, k)}, allowed a positive integer")
+    torch.set_num_threads(args.threads)
+    run = RunDir(Path(args.run))
+    agent = PETS.resume(run, progress=False)
+    if agent.trainer.fits == 0:
+        raise ValueError(f"run: {args.run} has no trained model in its checkpoint; let PETS train first")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "sweep.csv"
+    done = {(r["setting"], int(r["episode"]), r["model_run"], int(r["max_steps"])) for r in read_csv(csv_path)}
+    machine, commit = machine_string(), git_commit()
+    for s in settings:
+        for e in range(args.episodes):
+            key = (s.name, e, str(run.path), args.episode_steps)
+            if key in done:
+                continue
+            ret, n, cpu = run_episode(agent, s, ENV_SEED_BASE + e, args.episode_steps)
+            row = {"setting": s.name, "optimizer": s.optimizer, "population": s.population,
+                   "particles": s.particles, "horizon": s.horizon, "iterations": s.iterations, "episode": e,
+                   "env_seed": ENV_SEED_BASE + e, "max_steps": args.episode_steps, "steps": n, "return": round(ret, 3),
+                   "ms_per_action": round(float(np.median(cpu)) * 1e3, 3), "machine": machine,
+                   "model_run": str(run.path), "model_step": agent.step, "commit": commit}
+            append_rows(csv_path, [row], COLUMNS)
+            print(f"{s.name} episode {e}: return {ret:.1f} over {n} steps, {row['ms_per_action']:.1f} ms/action",
+                  flush=True)
+    rows = [r for r in read_csv(csv_path) if r["model_run"] == str(run.path)]
+    md, png = write_outputs(out, rows)
+    print(f"wrote {md} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
