@@ -160,7 +160,9 @@ class LoopSection:
 
     def __post_init__(self) -> None:
         _positive("loop.init_steps", self.init_steps, allow_zero=True)
-        for k in ("train_every", "eval_every", "eval_episodes", "checkpoint_every", "rollout_error_horizon"):
+        # 0: no separate evaluation episodes; the training episodes' returns are the evaluation
+        _positive("loop.eval_episodes", self.eval_episodes, allow_zero=True)
+        for k in ("train_every", "eval_every", "checkpoint_every", "rollout_error_horizon"):
             _positive(f"loop.{k}", getattr(self, k))
 
 

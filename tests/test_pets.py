@@ -121,6 +121,51 @@ def test_kill_and_resume_gives_the_same_buffer_and_metrics(tmp_path, monkeypatch
     assert strip(full.read_metrics()) == strip(killed.read_metrics())
 
 
+@pytest.mark.mujoco
+def test_eval_episodes_zero_logs_the_training_episodes_and_survives_a_kill(tmp_path, monkeypatch):
+    """loop.eval_episodes = 0: each eval row is the mean return of the training episodes since the last one;
+    a run killed between an episode end and the next evaluation resumes to the same rows."""
+    cfg = load_agent_config("pets", "inverted_pendulum", {
+        **TINY, "steps": 240, "loop": {"init_steps": 60, "train_every": 60, "eval_every": 120, "eval_episodes": 0,
+                                       "checkpoint_every": 1}})
+    full = RunDir.create(tmp_path, cfg, "full")
+    PETS(cfg, full, progress=False).train()
+    rows = full.read_metrics()
+    evals = [r for r in rows if r["eval_return"] != ""]
+    assert [int(r["env_step"]) for r in evals] == [120, 240]
+    last = 0
+    for ev in evals:
+        step = int(ev["env_step"])
+        eps = [float(r["episode_return"]) for r in rows
+               if r["episode_return"] != "" and last < int(r["env_step"]) <= step]
+        assert eps, "the test needs episodes between evaluations"
+        assert float(ev["eval_return"]) == pytest.approx(sum(eps) / len(eps))
+        last = step
+
+    killed = RunDir.create(tmp_path, cfg, "killed")
+    saves = {"n": 0}
+    original = PETS.save_checkpoint
+
+    def save_then_die(self):  # noqa: ANN001, ANN202 - dies at a checkpoint after some episodes, before step 240
+        original(self)
+        saves["n"] += 1
+        if self.step > 120 and saves["n"] >= 2 and self.step % 120:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(PETS, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        PETS(cfg, killed, progress=False).train()
+    monkeypatch.setattr(PETS, "save_checkpoint", original)
+    b = PETS.resume(killed, progress=False)
+    assert 120 < b.step < 240 and b.recent_returns  # episodes since the last eval, rebuilt from metrics.csv
+    b.train()
+
+    def strip(rows):  # noqa: ANN001, ANN202
+        return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
+
+    assert strip(killed.read_metrics()) == strip(rows)
+
+
 def test_unknown_config_keys_and_values_fail_with_the_choices():
     with pytest.raises(ValueError, match=r"planner\.horizn: unknown key.*did you mean 'horizon'"):
         load_agent_config("pets", "inverted_pendulum", {"planner": {"horizn": 3}})

@@ -317,11 +317,13 @@ class AgentLoop:
     1. ``loop.init_steps`` random actions (``env.action_space.sample()``), then :meth:`_act`; the transition
        goes to ``self.buffer``.
     2. :meth:`_learn` (the agent's own work: refit the model, plan, update SAC, ...).
-    3. Every ``loop.eval_every`` steps: ``loop.eval_episodes`` episodes of :meth:`_eval_act` on ``eval_env``
+    3. At an episode end: a metrics row with its return and length.
+    4. Every ``loop.eval_every`` steps: ``loop.eval_episodes`` episodes of :meth:`_eval_act` on ``eval_env``
        (reset with seeds ``seed + EVAL_SEED_OFFSET + step``, ...; :meth:`_reset_eval_agent` after each reset);
-       a metrics row with ``eval_return``.
-    4. At an episode end: a metrics row with its return and length; a checkpoint when ``loop.checkpoint_every``
-       steps have passed since the last one (or the run is done); :meth:`_reset_env`.
+       a metrics row with ``eval_return``. With ``loop.eval_episodes = 0`` no episode is run: the eval return
+       is the mean return of the training episodes that ended since the last evaluation (nan when none did).
+    5. At an episode end: a checkpoint when ``loop.checkpoint_every`` steps have passed since the last one (or
+       the run is done); :meth:`_reset_env`.
 
     A last checkpoint and the learning curve follow the loop. :meth:`resume` rebuilds a run from its last
     checkpoint. Subclasses call :meth:`_setup` first in ``__init__``, then build ``self.buffer`` (and, to use
@@ -355,6 +357,9 @@ class AgentLoop:
         self.trained_upto = 0  # buffer rows the model has been trained on
         self.wall_time = 0.0
         self.last_eval = float("nan")
+        # returns of the training episodes that ended since the last evaluation (rebuilt from metrics.csv on
+        # resume); with loop.eval_episodes = 0 their mean is the evaluation
+        self.recent_returns: list[float] = []
         self._t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ the loop
@@ -375,18 +380,25 @@ class AgentLoop:
             bar.update(1)
 
             self._learn()
-            if self.step % loop.eval_every == 0:
-                self.last_eval = run_episodes(self.eval_env, self._eval_act, loop.eval_episodes,
-                                              seed=cfg.seed + EVAL_SEED_OFFSET + self.step,
-                                              on_reset=self._reset_eval_agent)
-                self._log(eval_return=self.last_eval, wall_time=self._elapsed())
-                bar.set_postfix(eval=f"{self.last_eval:.1f}")
-
-            if terminated or truncated:
+            done = terminated or truncated
+            if done:
                 self.episode += 1
                 self._log(episode=self.episode, episode_return=ep_return, episode_length=ep_len,
                           wall_time=self._elapsed())
+                self.recent_returns.append(ep_return)
                 ep_return, ep_len = 0.0, 0
+            if self.step % loop.eval_every == 0:
+                if loop.eval_episodes:
+                    self.last_eval = run_episodes(self.eval_env, self._eval_act, loop.eval_episodes,
+                                                  seed=cfg.seed + EVAL_SEED_OFFSET + self.step,
+                                                  on_reset=self._reset_eval_agent)
+                else:  # the training episodes are the evaluation (PETS acts with its planner in every episode)
+                    self.last_eval = float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+                self.recent_returns.clear()
+                self._log(eval_return=self.last_eval, wall_time=self._elapsed())
+                bar.set_postfix(eval=f"{self.last_eval:.1f}")
+
+            if done:
                 if self.step - last_ckpt >= loop.checkpoint_every or self.step >= cfg.steps:
                     self.wall_time = self._elapsed()
                     self.save_checkpoint()
@@ -500,4 +512,9 @@ class AgentLoop:
         agent.load_state_dict(state)
         agent._restore_buffers(run, state)
         run.truncate_metrics(agent.step)
+        for row in run.read_metrics():
+            if row.get("episode_return", "") != "":
+                agent.recent_returns.append(float(row["episode_return"]))
+            if row.get("eval_return", "") != "":
+                agent.recent_returns.clear()
         return agent
