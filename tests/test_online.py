@@ -391,7 +391,7 @@ def test_report_shows_partial_rows_as_running_beside_anchors_and_every_seed(tmp_
     assert "| mbpo nll | 750.0 ± 3176.6 (n=2) | 2000.0 (n=1) |" in text  # seed 0: 1000, seed 1: 500 at 10k
     assert "| *published: mbpo (paperX, n=5)* | *500* | *1000* |" in text  # interpolated at 10k
     assert "paperY" not in text  # another env family's anchor is not shown
-    assert "distantpub" not in text  # nor one with no point near any budget (0 and 90k are too far apart to interpolate)
+    assert "distantpub" not in text  # nor one with no point near a budget (0 and 90k: too far apart)
     # every seed: state, last step, last-10% mean and CPU minutes per 1k steps (wall 0.3 s/step = 5.0 min)
     assert "| mbpo nll | 0 | done | 20000 | 2000.0 | 1900.0 (n=3) | 2000.0 | 5.0 |" in text  # 18k..20k
     assert "| mbpo nll | 1 | running | 10000 | 500.0 | 475.0 (n=2) | 500.0 | 10.0 |" in text
