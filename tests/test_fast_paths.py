@@ -243,7 +243,22 @@ def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
     (tmp_path / "peer.json").write_text(json.dumps(peer))
     speed.write_report(res, out, gpu=res, peer=speed.load_peer(tmp_path / "peer.json"))
     text = out.read_text()
-    assert "separate run" in text and "2030-01-01" in text and "| 5.00 load [2, 2, 2] | n/a | 2.00, – |" in text
+    # a peer of another run: its figure is shown, but no ratio is computed from it
+    assert "separate run" in text and "2030-01-01" in text
+    assert "| 5.00 load [2, 2, 2] | n/a | not compared |" in text
+    rows = dict((t, v) for t, v, _ in speed.targets_summary(res, speed.load_peer(tmp_path / "peer.json")))
+    assert rows["planning ≥ 3× faster than mbrl-lib at every rung"].startswith("not compared: other run")
+    # measured in this run on this machine: the ratio is printed
+    same = {**peer, "same_run": True, "machine": {"cpu_model": res["machine"]["cpu_model"]}}
+    speed.write_report(res, out, gpu=res, peer=same)
+    text = out.read_text()
+    assert "in this run" in text and "| 5.00 load [2, 2, 2] | n/a | 2.00, – |" in text
+    rows = dict((t, v) for t, v, _ in speed.targets_summary(res, same))
+    assert rows["planning ≥ 3× faster than mbrl-lib at every rung"].startswith("mbrl-lib / ours 2.00–2.00× wall")
+    # another machine is named, whatever the run
+    other = {**same, "machine": {"cpu_model": "Some Other CPU"}}
+    ok, why = speed.peer_comparable(other, res["machine"])
+    assert not ok and why == "not compared: other machine (mbrl-lib measured on Some Other CPU)"
 
 
 def test_return_per_second_reads_the_first_eval_at_the_target(tmp_path) -> None:

@@ -1041,6 +1041,43 @@ def load_peer(path: Path) -> dict[str, Any] | None:
         return None
 
 
+#: each of our sections and the peer runner's workload that measures the same thing
+PEER_WORKLOADS = {"train": ["train-epoch", "--repeats", "3"], "plan": ["plan", "--repeats", "5"],
+                  "mbpo": ["mbpo-step"]}
+
+
+def run_peer_workload(python: str, section: str, threads: int, device: str) -> dict[str, Any]:
+    """Run mbrl-lib's side of ``section`` now (``benchmarks/peers/mbrl_lib.py`` with the peer venv's
+    ``python``) and return its result in the form of a ``workloads`` entry of the peer JSON."""
+    import subprocess
+
+    runner = Path(__file__).resolve().parents[2] / "benchmarks" / "peers" / "mbrl_lib.py"
+    if not runner.exists():
+        raise ValueError(f"peer-python: the peer runner {runner} is not there (run from a checkout)")
+    cmd = [python, str(runner), *PEER_WORKLOADS[section], "--threads", str(max(threads, 0)), "--device", device]
+    log(f"peer: {' '.join(cmd[1:])}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    if proc.returncode or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"peer {section}: exit {proc.returncode}: {' | '.join(tail)}")
+    res = json.loads(lines[-1])
+    return {"command": res.get("command"), "machine": res.get("machine"), **res["result"]}
+
+
+def peer_comparable(peer: dict[str, Any] | None, machine: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a ratio to mbrl-lib may be printed: only for figures measured in this very invocation
+    (``peer["same_run"]``) on this machine (CPU model). Returns (ok, the reason when not)."""
+    if peer is None:
+        return False, "mbrl-lib pending"
+    theirs = (peer.get("machine") or {}).get("cpu_model")
+    if theirs and theirs != machine.get("cpu_model"):
+        return False, f"not compared: other machine (mbrl-lib measured on {theirs})"
+    if not peer.get("same_run"):
+        return False, "not compared: other run (pass --peer-python to measure mbrl-lib in this one)"
+    return True, ""
+
+
 def _peer_work(peer: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
     return None if peer is None else peer.get("workloads", {}).get(name)
 
@@ -1082,9 +1119,13 @@ def peer_header(peer: dict[str, Any] | None) -> str:
     machine = peer.get("machine") or {}
     date = machine.get("date_utc", "unknown date")
     threads = machine.get("torch_threads")
+    if peer.get("same_run"):
+        return (f"mbrl-lib 0.2.0 figures were measured **in this run**, each right after ours on the same machine "
+                f"({machine.get('cpu_model')}, torch threads {threads}): the ratios compare like with like.")
     return (
         f"mbrl-lib 0.2.0 figures come from a **separate run** (`{PEER_JSON}`, {date}, torch threads {threads}); "
-        "its load averages are given beside each figure."
+        "its load averages are given beside each figure. They are shown for reference; no ratio is computed from "
+        "them ('not compared'): run `mbrl-po bench speed --peer-python <mbrl-lib venv>/bin/python` for ratios."
     )
 
 
@@ -1187,18 +1228,21 @@ def _mbpo_share_text(b: dict[str, Any]) -> str:
 def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """(target, measured value, met) rows for the targets this run measured."""
     rows: list[tuple[str, str, str]] = []
+    ok, why = peer_comparable(peer, res["machine"])
+    if not ok:
+        peer = None  # no ratio from figures of another machine or run
     if "train" in res:
         t = res["train"]
         pe, _ = peer_train_epoch_s(peer)
         pe_cpu, _ = peer_train_epoch_s(peer, cpu=True)
         nll = t["nll"]["epoch_s"]["median"]
         nll_cpu = t["nll"].get("epoch_cpu_s", t["nll"]["epoch_s"])["median"]
-        value = "mbrl-lib pending"
+        value = why or "mbrl-lib pending"
         if pe:
             value = f"mbrl-lib / ours = {pe / nll:.2f}× wall ({_num(pe)} s vs {_num(nll)} s)"
             if pe_cpu:
                 value += f", {pe_cpu / nll_cpu:.2f}× CPU time ({_num(pe_cpu)} s vs {_num(nll_cpu)} s)"
-            value += "; separate runs"
+            value += "; same run, interleaved"
             floor_cpu = t.get("floor_epoch_s", {}).get("median")
             if pe_cpu and floor_cpu:
                 bound = pe_cpu / floor_cpu
@@ -1233,12 +1277,12 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
                 speedups.append(pm / r["ms_per_action"]["median"])
             if pc and "busy_ms_per_action" in r:
                 cpu_speedups.append(pc / r["busy_ms_per_action"]["median"])
-        value = "mbrl-lib pending"
+        value = why or "mbrl-lib pending"
         if speedups:
             value = f"mbrl-lib / ours {min(speedups):.2f}–{max(speedups):.2f}× wall"
             if cpu_speedups:
                 value += f", {min(cpu_speedups):.2f}–{max(cpu_speedups):.2f}× CPU time"
-            value += f" over {len(speedups)} rungs (separate runs)"
+            value += f" over {len(speedups)} rungs (same run)"
             bounds = [
                 pc / r["floor_ms"]["median"]
                 for r in rs
@@ -1273,9 +1317,9 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
         rows.append(
             (
                 "MBPO: whole step faster than mbrl-lib's",
-                f"{b['step_ms_k1']:.0f} ms vs mbrl-lib {pm:.0f} ms (separate runs; SAC nets differ, see §4)"
+                f"{b['step_ms_k1']:.0f} ms vs mbrl-lib {pm:.0f} ms (same run; SAC nets differ, see §4)"
                 if pm
-                else "mbrl-lib pending",
+                else why or "mbrl-lib pending",
                 _yes(None if not pm else b["step_ms_k1"] < pm),
             )
         )
@@ -1300,6 +1344,7 @@ def targets_summary(res: dict[str, Any], peer: dict[str, Any] | None) -> list[tu
 
 def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, peer: dict[str, Any] | None) -> None:
     m = res["machine"]
+    comparable, not_compared = peer_comparable(peer, m)  # ratios only for figures of this run and machine
     L: list[str] = []
     add = L.append
     add("# Performance: model training, planning and MBPO against the matmul floor and mbrl-lib\n")
@@ -1424,9 +1469,11 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
             f"- NLL epoch over the floor (CPU time): {t['nll_over_floor']:.2f}×. Held-out NLL after the fits: NLL "
             f"{t['nll']['holdout_nll']}, PG {t['pg']['holdout_nll']}."
         )
-        if pe:
+        if pe and not comparable:
+            add(f"- Ours vs mbrl-lib: {not_compared}.")
+        elif pe:
             add(
-                f"- Ours vs mbrl-lib (separate runs; mbrl-lib: 80k train + 20k validation rows, ours 95k + 5k): "
+                f"- Ours vs mbrl-lib (same run; mbrl-lib: 80k train + 20k validation rows, ours 95k + 5k): "
                 f"mbrl-lib / ours = {pe / nll['median']:.2f}× in wall time"
                 + (f", {pe_cpu / nll_cpu['median']:.2f}× in CPU time" if pe_cpu else "")
                 + " (target ≥ 2×)."
@@ -1458,6 +1505,8 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
             ours = r["ms_per_action"]["median"]
             busy = r.get("busy_ms_per_action", r["ms_per_action"])
             sp = (f"{pm / ours:.2f}" if pm else "–") + ", " + (f"{pc / busy['median']:.2f}" if pc else "–")
+            if not comparable:
+                sp = "not compared"
             add(
                 f"| {r['env']} | {r['rung']} | {r['rows_per_member']} | {r['flops_per_action'] / 1e9:.1f} | "
                 f"{fmt(r['ms_per_action'])} | {fmt(busy)} | {fmt(r['floor_ms'])} | {r['over_floor']['median']:.2f} | "
@@ -1605,7 +1654,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(SECTIONS),
         help=f"comma-separated subset of {list(SECTIONS)}, or 'ab' (each planning optimisation on and off)",
     )
-    p.add_argument("--peer-json", default=str(PEER_JSON), help="mbrl-lib's results (benchmarks/peers/)")
+    p.add_argument("--peer-json", default=str(PEER_JSON),
+                   help="mbrl-lib's results of an earlier run (shown beside ours; no ratio: another run)")
+    p.add_argument("--peer-python", default=None,
+                   help="the mbrl-lib venv's python (benchmarks/peers/setup_mbrl_lib.sh): run mbrl-lib's side of "
+                        "each section right after ours, so the ratios compare figures of one run")
     p.add_argument("--gpu-json", default=None, help="a GPU run's --json, to fill the GPU column")
     p.add_argument("--rung-budget", type=float, default=None, help="seconds per planning rung (default 10/30)")
     p.add_argument("--seed", type=int, default=0)
@@ -1637,7 +1690,7 @@ def main(argv: list[str] | None = None) -> int:
         gpu = read_results(Path(args.gpu_json)) if args.gpu_json else None
         if gpu is not None:
             res["gpu_json"] = args.gpu_json
-        write_report(res, Path(args.out), gpu, load_peer(Path(args.peer_json)))
+        write_report(res, Path(args.out), gpu, res.get("peer") or load_peer(Path(args.peer_json)))
         log(f"wrote {args.out} from {args.from_json}")
         return 0
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -1666,6 +1719,14 @@ def main(argv: list[str] | None = None) -> int:
         res["ab"] = run_ab(device, args.quick, budget)
     if "mbpo" in sections:
         res["mbpo"] = run_mbpo(device, args.quick)
+    peer = load_peer(Path(args.peer_json))
+    if args.peer_python:  # mbrl-lib measured now, after ours, on the same machine and thread count
+        peer = {"peer": "mbrl-lib", "same_run": True, "machine": None, "workloads": {}}
+        for sec in (x for x in ("train", "plan", "mbpo") if x in sections):
+            w = run_peer_workload(args.peer_python, sec, args.threads, args.device)
+            peer["workloads"][w["workload"]] = w
+            peer["machine"] = peer["machine"] or w.get("machine")
+        res["peer"] = peer
     if "seeds" in sections:
         res["seeds"] = run_seeds(device, args.quick, args.threads)
     res["load_end"] = loadavg()
@@ -1677,7 +1738,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1, default=str))
-    write_report(res, Path(args.out), gpu, load_peer(Path(args.peer_json)))
+    write_report(res, Path(args.out), gpu, peer)
     log(f"wrote {args.out} in {res['wall_s']:.0f} s")
     return 0
 
