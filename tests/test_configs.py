@@ -87,7 +87,10 @@ def test_bench_help_reaches_each_benchmark(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "u-landscape", "--help"])
     assert e.value.code == 0 and "mbrl_po.benchmark.u_landscape" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "planner-sweep", "--help"])
+    assert e.value.code == 0 and "--settings" in capsys.readouterr().out
     assert main(["bench", "--help"]) == 0 and "u-landscape" in capsys.readouterr().out
     assert main(["bench"]) == 2
     assert main(["bench", "nope"]) == 2
-    assert "bench: got 'nope', allowed ['offline', 'u-landscape', 'speed', 'online']" in capsys.readouterr().err
+    assert "bench: got 'nope', allowed ['offline', 'u-landscape', 'speed', 'online', 'planner-sweep']" in capsys.readouterr().err
