@@ -146,10 +146,6 @@ class GaussianEnsemble(nn.Module):
         device: where the parameters live (``"cpu"``, ``"cuda"``...).
     """
 
-    fast_inference: bool = True
-    """Outside autograd, run the network through :meth:`_forward_nograd` (same values, less overhead); set it
-    to False on an instance (or the class) to use the autograd path everywhere, e.g. to compare the two."""
-
     nograd_chunk_rows: dict[str, int] = {"cpu": 256}  # noqa: RUF012 - a class-level setting, read-only
     """Per device type, rows per member of one block of the no-grad forward (absent: one block)."""
 
@@ -238,13 +234,7 @@ class GaussianEnsemble(nn.Module):
         """
         n_members = self.config.ensemble_size if members is None else members.shape[0]
         x = inputs.expand(n_members, *inputs.shape) if inputs.ndim == 2 else inputs
-        if self.fast_inference and not torch.is_grad_enabled():
-            out = self._forward_nograd(x, members)
-        else:
-            for layer in self.hidden:
-                x = self.act(layer(x, members))
-            out = self.head(x, members)
-        mean, logvar = out.chunk(2, dim=-1)
+        mean, logvar = self._mlp(x, members).chunk(2, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
@@ -256,17 +246,20 @@ class GaussianEnsemble(nn.Module):
             return [(layer.weight, layer.bias) for layer in layers]
         return [layer._member_params(members) for layer in layers]
 
-    def _forward_nograd(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
-        """The network outside autograd: (E', B, I) -> (E', B, 2T), same values as the autograd path.
+    def _mlp(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+        """The network: (E', B, I) normalised inputs -> (E', B, 2T) raw head outputs ``[mean, logvar]``.
 
-        Differences from the autograd path, none of which changes a value: the layers' parameters are read
-        directly (no module call per layer), the activation runs in place (nothing is kept for a backward pass),
-        and on devices where :attr:`nograd_chunk_rows` is set, large batches go through the network in blocks
-        of that many rows per member so the activations of a block stay in the CPU cache between layers.
+        One code path with and without autograd. The layers' parameters are read directly (no module call per
+        layer; outside autograd the elites' gathered weights are cached). Outside autograd only, the activation
+        runs in place (nothing is kept for a backward pass) and, on devices where :attr:`nograd_chunk_rows` is
+        set, large batches go through the network in blocks of that many rows per member so the activations of
+        a block stay in the CPU cache between layers. None of this changes a value (``tests/oracles.py`` holds
+        the module-by-module reference the tests compare against).
         """
         params = self._layer_params(members)
-        act = self._act_inplace
-        chunk = self.nograd_chunk_rows.get(x.device.type)
+        grad = torch.is_grad_enabled()
+        act = self.act if grad else self._act_inplace
+        chunk = None if grad else self.nograd_chunk_rows.get(x.device.type)
         rows = x.shape[1]
 
         def mlp(h: torch.Tensor) -> torch.Tensor:
@@ -336,20 +329,9 @@ class GaussianEnsemble(nn.Module):
         Returns:
             next_obs (E', B, O) and rewards (E', B) (None when the reward is not learned).
         """
-        if self.fast_inference and not torch.is_grad_enabled():
-            y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
-            o = self.config.obs_dim
-            return y[..., :o], (y[..., o] if self.config.learn_reward else None)
-        mean, logvar = self(self.make_inputs(obs, actions), members)
-        if not deterministic:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            mean = mean + noise * torch.exp(0.5 * logvar)
-        y = self.target_normalizer.inverse(mean)
+        y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
         o = self.config.obs_dim
-        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
-        next_obs = y[..., :o] + obs_b if self.config.learn_delta else y[..., :o]
-        reward = y[..., o] if self.config.learn_reward else None
-        return next_obs, reward
+        return y[..., :o], (y[..., o] if self.config.learn_reward else None)
 
     def sample_joint(
         self,
@@ -360,8 +342,10 @@ class GaussianEnsemble(nn.Module):
     ) -> torch.Tensor:
         """:meth:`sample` on raw ``[obs, action]`` rows, returning ``[next_obs, reward]`` as one tensor.
 
-        Draws the same random numbers as :meth:`sample` and returns the same values; the sampling tail works in
-        place on the freshly drawn noise, and callers that move rows around (``ModelEnv``) move one tensor.
+        The sampling itself (:meth:`sample` splits its result): ``(mean + noise * std) * s + m`` of each
+        member's Gaussian in normalised units (``s``, ``m`` the target normaliser's), computed in place on the
+        freshly drawn noise, one ``randn`` of shape (E', B, T) per call. Callers that move rows around
+        (``ModelEnv``) move one tensor.
 
         Args:
             inputs_raw: (E', B, O + A) or (B, O + A) unnormalised observations and actions.
@@ -377,7 +361,7 @@ class GaussianEnsemble(nn.Module):
             y = tn.inverse(mean)
         else:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            # (mean + noise * std) * s + m, computed in place in the same order as sample()
+            # (mean + noise * std) * s + m, in place on the fresh noise
             y = noise.mul_(torch.exp(0.5 * logvar)).add_(mean).mul_(tn.std).add_(tn.mean)
         if self.config.learn_delta:
             o = self.config.obs_dim
