@@ -12,9 +12,9 @@ Schema of ``envs/<name>.toml`` (top-level keys)::
     [agent.mbpo.mbpo]
     [agent.mbpo.sac]
 
-A bare name resolves to ``$MBRL_PO_ENVS_DIR/<name>.toml`` when that variable is set, else to the
-``envs/`` folder of the repository (``Path(__file__).parents[2] / "envs"``); any path to a ``.toml``
-file works too.
+A bare name resolves to ``$MBRL_PO_ENVS_DIR/<name>.toml`` when that variable is set and the file is there,
+else to the shipped ``envs/`` (the copy installed with the package, or the checkout's folder; see
+:mod:`mbrl_po.resources`); any path to a ``.toml`` file works too.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ import torch
 
 from mbrl_po.envs.rewards import REWARDS
 from mbrl_po.envs.terminations import TERMINATIONS, never
+from mbrl_po.resources import shipped_config_dir
 
 TensorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 ENVS_DIR_VAR = "MBRL_PO_ENVS_DIR"
-DEFAULT_ENVS_DIR = Path(__file__).resolve().parents[2] / "envs"
+DEFAULT_ENVS_DIR = shipped_config_dir("envs")
 NO_TERMINATION = "none"
 LEARNED = "learned"
 ALLOWED_KEYS = ("id", "max_episode_steps", "termination", "reward", "planning_reward", "env_kwargs", "agent")
@@ -232,8 +233,6 @@ def _envs_dirs() -> list[Path]:
     if os.environ.get(ENVS_DIR_VAR):
         dirs.append(Path(os.environ[ENVS_DIR_VAR]).expanduser())
     dirs.append(DEFAULT_ENVS_DIR)
-    if (Path.cwd() / "envs") not in dirs:  # a non-editable install run from the repository root
-        dirs.append(Path.cwd() / "envs")
     return dirs
 
 
@@ -241,7 +240,7 @@ def list_tasks() -> list[str]:
     """Names of the tasks that :func:`load_task` finds by bare name.
 
     Returns:
-        Sorted TOML file stems from ``$MBRL_PO_ENVS_DIR`` (if set) and the repository's ``envs/``.
+        Sorted TOML file stems from ``$MBRL_PO_ENVS_DIR`` (if set) and the shipped ``envs/``.
     """
     names: set[str] = set()
     for d in _envs_dirs():
@@ -311,7 +310,7 @@ def load_task(name_or_path: str | Path) -> TaskConfig:
 
     Args:
         name_or_path: a bare task name (``"hopper"``, resolved in ``$MBRL_PO_ENVS_DIR`` then the
-            repository's ``envs/``) or a path to a ``.toml`` file.
+            shipped ``envs/``) or a path to a ``.toml`` file.
 
     Returns:
         The validated :class:`TaskConfig`; its ``name`` is the file stem.
