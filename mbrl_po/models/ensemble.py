@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from mbrl_po.models.normalizer import Normalizer
+
+DEFAULT_NUM_ELITES = 5
+"""Elites of a 7-member ensemble in PETS and MBPO; smaller ensembles keep every member (see EnsembleConfig)."""
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -32,7 +36,9 @@ class EnsembleConfig:
         obs_dim: O, observation size.
         action_dim: A, action size.
         ensemble_size: E, number of members.
-        num_elites: members kept for prediction after training (best held-out NLL).
+        num_elites: members kept for prediction after training (best held-out NLL); default
+            ``min(DEFAULT_NUM_ELITES, ensemble_size)``, i.e. 5 of 7 (PETS, MBPO) and every member of a smaller
+            ensemble.
         hidden_sizes: widths of the hidden layers of each member.
         activation: one of ``ACTIVATIONS``.
         learn_reward: predict the reward as an extra target column.
@@ -47,7 +53,7 @@ class EnsembleConfig:
     obs_dim: int
     action_dim: int
     ensemble_size: int = 7
-    num_elites: int = 5
+    num_elites: int | None = None
     hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
     activation: str = "silu"
     learn_reward: bool = True
@@ -61,8 +67,10 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         for name in ("obs_dim", "action_dim", "ensemble_size", "num_elites"):
+            if name == "num_elites" and self.num_elites is None:
+                object.__setattr__(self, "num_elites", min(DEFAULT_NUM_ELITES, self.ensemble_size))
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {v!r}")
         if self.num_elites > self.ensemble_size:
             raise ValueError(
@@ -179,7 +187,7 @@ class GaussianEnsemble(nn.Module):
         self.head = EnsembleLinear(c.ensemble_size, sizes[-1], 2 * c.target_dim)
         self.max_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_max_logvar))
         self.min_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_min_logvar))
-        self.register_buffer("elite_idx", torch.arange(c.num_elites))
+        self.register_buffer("elite_idx", torch.arange(self.num_elites))
         self.to(device)
 
     # ------------------------------------------------------------------ properties
@@ -193,6 +201,7 @@ class GaussianEnsemble(nn.Module):
 
     @property
     def num_elites(self) -> int:
+        assert self.config.num_elites is not None  # resolved by EnsembleConfig
         return self.config.num_elites
 
     # ------------------------------------------------------------------ data transforms
@@ -292,21 +301,60 @@ class GaussianEnsemble(nn.Module):
             return Prediction(next_mean, std_raw[..., :o], mean_raw[..., o], std_raw[..., o])
         return Prediction(next_mean, std_raw[..., :o], None, None)
 
-    def predict(
-        self, obs: torch.Tensor, actions: torch.Tensor, members: torch.Tensor | None = None
-    ) -> Prediction:
+    def _as_input(self, name: str, value: Any, dim: int) -> torch.Tensor:
+        """``value`` as a tensor on the model's device and dtype, of shape (B, dim) or (E', B, dim).
+
+        Accepts numpy arrays, (nested) lists and tuples, and tensors of any numeric dtype on any device; a
+        tensor already on the model's device and dtype is returned as is (no copy, gradients kept).
+        """
+        if isinstance(value, torch.Tensor):
+            t = value
+        elif isinstance(value, np.ndarray | list | tuple):
+            t = torch.as_tensor(np.asarray(value))
+        else:
+            raise ValueError(f"{name}: expected a numpy array, a list or a torch tensor, got {type(value).__name__}")
+        if not (t.is_floating_point() or t.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
+                                                     torch.int64)):
+            raise ValueError(f"{name}: expected a numeric array, got dtype {t.dtype}")
+        if t.ndim == 1 and dim == 1 and name == "actions":
+            t = t[:, None]  # (B,) actions of a 1-D action space, as in DynamicsTrainer.fit
+        if t.ndim not in (2, 3) or t.shape[-1] != dim:
+            raise ValueError(f"{name}: expected shape (B, {dim}) or (E', B, {dim}), got {tuple(t.shape)}")
+        return t.to(device=self.device, dtype=self.max_logvar.dtype)
+
+    def predict(self, obs: Any, actions: Any, members: torch.Tensor | list[int] | None = None) -> Prediction:
         """Gaussian next-state (and reward) prediction of each member, in raw units.
 
         Args:
             obs: (B, O) or (E', B, O) observations; with a leading member axis, row slice e goes to member e.
-            actions: (B, A) or (E', B, A).
+                Numpy arrays, lists and tensors of any numeric dtype on any device are accepted (as in
+                :meth:`mbrl_po.DynamicsTrainer.fit`) and moved to the model's device and dtype.
+            actions: (B, A) or (E', B, A), likewise; (B,) when A = 1.
             members: optional (E',) indices (default: all members).
 
         Returns:
-            A :class:`Prediction` with (E', B, ·) fields.
+            A :class:`Prediction` with (E', B, ·) tensor fields on the model's device.
+
+        Raises:
+            ValueError: naming the argument and the expected shape, when a shape does not fit the model.
         """
-        mean, logvar = self(self.make_inputs(obs, actions), members)
-        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
+        o = self._as_input("obs", obs, self.config.obs_dim)
+        a = self._as_input("actions", actions, self.config.action_dim)
+        if o.shape[:-1] != a.shape[:-1]:
+            raise ValueError(
+                f"actions: expected shape {(*o.shape[:-1], self.config.action_dim)} to match obs "
+                f"{tuple(o.shape)}, got {tuple(a.shape)}"
+            )
+        if members is not None:
+            members = torch.as_tensor(members, dtype=torch.long, device=self.device).reshape(-1)
+        n_members = self.ensemble_size if members is None else members.shape[0]
+        if o.ndim == 3 and o.shape[0] != n_members:
+            raise ValueError(
+                f"obs: expected shape ({n_members}, B, {self.config.obs_dim}) with one slice per evaluated member, "
+                f"got {tuple(o.shape)}"
+            )
+        mean, logvar = self(self.make_inputs(o, a), members)
+        obs_b = o if o.ndim == 3 else o.expand(mean.shape[0], *o.shape)
         return self._split(obs_b, *self._raw(obs_b, mean, logvar))
 
     def sample(
