@@ -71,3 +71,39 @@ def test_exports_load_lazily_and_unknown_names_fail() -> None:
         assert getattr(mbrl_po, name).__name__ == name
     with pytest.raises(AttributeError, match="module 'mbrl_po' has no attribute 'Nope'"):
         mbrl_po.Nope  # noqa: B018
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """mbrl_po module -> the mbrl_po modules it imports (at any level of the file), packages' __init__ left out
+    (they only re-export), the benchmark harness left out."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for f in (ROOT / "mbrl_po").rglob("*.py"):
+        rel = f.relative_to(ROOT).with_suffix("")
+        if rel.name == "__init__" or "benchmark" in rel.parts:
+            continue
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mbrl_po"):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("mbrl_po"))
+        graph[".".join(rel.parts)] = deps
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = _import_graph()
+    assert graph["mbrl_po.envs.rewards"] and "mbrl_po.envs.toy" not in graph["mbrl_po.envs.rewards"]
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m in graph and m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        return seen
+
+    assert [m for m in graph if m in reaches(m)] == []

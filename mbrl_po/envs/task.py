@@ -38,8 +38,7 @@ import torch
 from mbrl_po.envs.rewards import REWARDS
 from mbrl_po.envs.terminations import TERMINATIONS, never
 from mbrl_po.resources import shipped_config_dir
-
-TensorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from mbrl_po.types import TransitionFn
 
 ENVS_DIR_VAR = "MBRL_PO_ENVS_DIR"
 DEFAULT_ENVS_DIR = shipped_config_dir("envs")
@@ -73,7 +72,7 @@ def _import_function(field_name: str, spec: str) -> Callable[..., Any]:
     return obj
 
 
-def bind_env_kwargs(fn: Callable[..., torch.Tensor], env_kwargs: Mapping[str, Any]) -> TensorFn:
+def bind_env_kwargs(fn: Callable[..., torch.Tensor], env_kwargs: Mapping[str, Any]) -> TransitionFn:
     """Bind the entries of ``env_kwargs`` that match keyword-only parameters of ``fn``.
 
     This is how a termination or reward function learns e.g. a task's ``healthy_z_range`` or
@@ -181,7 +180,7 @@ class TaskConfig:
                         f"got {type(values).__name__} {values!r}"
                     )
 
-    def termination_fn(self) -> TensorFn:
+    def termination_fn(self) -> TransitionFn:
         """The termination function, with this task's ``env_kwargs`` bound.
 
         Returns:
@@ -192,7 +191,7 @@ class TaskConfig:
             return never
         return bind_env_kwargs(_resolve_fn(self.termination, TERMINATIONS, "termination"), self.env_kwargs)
 
-    def reward_fn(self) -> TensorFn | None:
+    def reward_fn(self) -> TransitionFn | None:
         """The known reward function, or None when the reward is learned.
 
         Returns:
@@ -202,7 +201,7 @@ class TaskConfig:
             return None
         return bind_env_kwargs(_resolve_fn(self.reward, REWARDS, "reward"), self.env_kwargs)
 
-    def planning_reward_fn(self) -> TensorFn | None:
+    def planning_reward_fn(self) -> TransitionFn | None:
         """The reward a planner may use (exact or proxy), or None when it must use the learned one.
 
         Returns:

@@ -286,9 +286,8 @@ class GaussianEnsemble(nn.Module):
         return self.config.logvar_bound_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
 
     # ------------------------------------------------------------------ raw-space prediction
-    def _raw(
-        self, obs: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised (E', B, T) mean and logvar -> raw-unit mean and std of the targets."""
         std_n = torch.exp(0.5 * logvar)
         mean_raw = self.target_normalizer.inverse(mean)
         std_raw = std_n * self.target_normalizer.std
@@ -355,7 +354,7 @@ class GaussianEnsemble(nn.Module):
             )
         mean, logvar = self(self.make_inputs(o, a), members)
         obs_b = o if o.ndim == 3 else o.expand(mean.shape[0], *o.shape)
-        return self._split(obs_b, *self._raw(obs_b, mean, logvar))
+        return self._split(obs_b, *self._raw(mean, logvar))
 
     def sample(
         self,

@@ -45,12 +45,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from mbrl_po.models.ensemble import GaussianEnsemble
-from mbrl_po.types import TransitionData
+from mbrl_po.types import TransitionData, TransitionFn
 
 __all__ = ["PROPAGATIONS", "ModelEnv", "ModelRollout", "ModelVectorEnv"]
 
-TensorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``fn(obs (B, O), action (B, A), next_obs (B, O)) -> (B,)``."""
 
 PROPAGATIONS = ("ts1", "ts_inf", "mean", "expectation")
 """Allowed ``propagation`` modes of :class:`ModelEnv`."""
@@ -126,8 +124,8 @@ class ModelEnv:
     def __init__(
         self,
         model: GaussianEnsemble,
-        termination_fn: TensorFn | None = None,
-        reward_fn: TensorFn | None = None,
+        termination_fn: TransitionFn | None = None,
+        reward_fn: TransitionFn | None = None,
         propagation: str = "ts1",
         generator: torch.Generator | None = None,
         use_elites: bool = True,
