@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mbrl_po.resources import shipped_config_dir
+
 AGENT_KINDS = ("pets", "mbpo", "sac")
 OBJECTIVE_NAMES = ("nll", "mse", "pg")
 REWARD_MATRIX_NAMES = ("identity", "scaled", "inverse_cov", "learned")
@@ -26,7 +28,7 @@ PROPAGATIONS = ("ts1", "ts_inf", "expectation", "mean")
 DEVICES = ("auto", "cpu", "cuda")
 
 AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
-DEFAULT_AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"
+DEFAULT_AGENTS_DIR = shipped_config_dir("agents")
 
 
 #: field metadata: a field added after results were recorded; left out of ``to_dict`` (so out of the config
@@ -346,13 +348,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def agents_dir() -> Path:
-    """``$MBRL_PO_AGENTS_DIR``, else the repository's ``agents/`` next to the package, else ``./agents`` (a
-    non-editable install run from the repository root)."""
+    """``$MBRL_PO_AGENTS_DIR``, else the shipped ``agents/`` (the copy installed with the package, or the
+    checkout's folder; see :mod:`mbrl_po.resources`)."""
     if os.environ.get(AGENTS_DIR_VAR):
         return Path(os.environ[AGENTS_DIR_VAR])
-    if DEFAULT_AGENTS_DIR.is_dir():
-        return DEFAULT_AGENTS_DIR
-    return Path.cwd() / "agents"
+    return DEFAULT_AGENTS_DIR
 
 
 def read_agent_file(kind_or_path: str) -> dict[str, Any]:

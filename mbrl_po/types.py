@@ -11,9 +11,14 @@ Shape letters (used in every docstring):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+TransitionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``fn(obs (..., O), action (..., A), next_obs (..., O)) -> (...)``: a reward or a termination function of one
+transition (float rewards, bool flags), on any batch shape and device."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """GaussianEnsemble: batched members, bounds, prediction, sampling, persistence."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,69 @@ def test_cuda_matches_cpu():
     cpu = model(x)[0]
     gpu = model.to("cuda")(x.cuda())[0].cpu()
     torch.testing.assert_close(cpu, gpu, atol=1e-4, rtol=1e-4)
+
+
+def test_num_elites_defaults_to_what_fits_the_ensemble():
+    assert GaussianEnsemble(obs_dim=3, action_dim=1, ensemble_size=3).num_elites == 3
+    assert GaussianEnsemble(obs_dim=3, action_dim=1, ensemble_size=1, hidden_sizes=(4,)).elite_idx.tolist() == [0]
+    assert EnsembleConfig(3, 1).num_elites == 5  # PETS / MBPO: 5 of 7
+    assert EnsembleConfig(3, 1, ensemble_size=10).num_elites == 5
+    assert EnsembleConfig(3, 1, ensemble_size=3, num_elites=2).num_elites == 2
+    with pytest.raises(ValueError, match=r"num_elites: must be <= ensemble_size \(3\), got 5"):
+        EnsembleConfig(3, 1, ensemble_size=3, num_elites=5)
+    with pytest.raises(ValueError, match="ensemble_size: must be a positive integer, got 0"):
+        EnsembleConfig(3, 1, ensemble_size=0)
+
+
+def test_predict_accepts_what_fit_accepts():
+    model = _model()
+    g = torch.Generator().manual_seed(1)
+    obs, act = torch.randn(6, 3, generator=g), torch.randn(6, 2, generator=g)
+    model.fit_normalizers(obs, act, obs + 0.5, torch.ones(6))
+    ref = model.predict(obs, act)
+    for o, a in (
+        (obs.numpy(), act.numpy()),  # numpy float32
+        (obs.double().numpy(), act.double().numpy()),  # numpy float64
+        (obs.tolist(), act.tolist()),  # lists
+        (obs.double(), act.double()),  # float64 tensors
+        (obs.half(), act.half()),  # float16 tensors
+    ):
+        p = model.predict(o, a)
+        assert p.next_obs_mean.dtype == torch.float32 and p.next_obs_mean.device == model.device
+        tol = 2e-2 if isinstance(o, torch.Tensor) and o.dtype == torch.float16 else 1e-5
+        torch.testing.assert_close(p.next_obs_mean, ref.next_obs_mean, atol=tol, rtol=tol)
+        torch.testing.assert_close(p.reward_std, ref.reward_std, atol=tol, rtol=tol)
+    ints = model.predict(np.zeros((2, 3), dtype=np.int64), [[1, 0], [0, 1]])
+    torch.testing.assert_close(ints.next_obs_mean, model.predict(torch.zeros(2, 3), torch.eye(2)).next_obs_mean)
+    # (B,) actions of a 1-D action space; members as a list; a per-member (E', B, ·) layout
+    one = GaussianEnsemble(2, 1, ensemble_size=3, hidden_sizes=(4,))
+    x = np.ones((5, 2))
+    flat, column = one.predict(x, np.zeros(5)), one.predict(x, np.zeros((5, 1)))
+    torch.testing.assert_close(flat.next_obs_mean, column.next_obs_mean)
+    sub = one.predict(np.ones((2, 5, 2)), np.zeros((2, 5, 1)), members=[2, 0]).next_obs_std
+    torch.testing.assert_close(sub[1], one.predict(x, np.zeros(5)).next_obs_std[0])
+
+
+def test_predict_shape_errors_name_the_argument_and_the_expected_shape():
+    model = _model()  # O = 3, A = 2, E = 4
+    with pytest.raises(ValueError, match=r"obs: expected shape \(B, 3\) or \(E', B, 3\), got \(6, 2\)"):
+        model.predict(np.zeros((6, 2)), np.zeros((6, 2)))
+    with pytest.raises(ValueError, match=r"actions: expected shape \(B, 2\) or \(E', B, 2\), got \(6,\)"):
+        model.predict(np.zeros((6, 3)), np.zeros(6))
+    with pytest.raises(ValueError, match=r"actions: expected shape \(6, 2\) to match obs \(6, 3\), got \(5, 2\)"):
+        model.predict(np.zeros((6, 3)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match=r"obs: expected shape \(2, B, 3\) with one slice per evaluated member"):
+        model.predict(np.zeros((4, 6, 3)), np.zeros((4, 6, 2)), members=[0, 1])
+    with pytest.raises(ValueError, match="obs: expected a numpy array, a list or a torch tensor, got str"):
+        model.predict("obs", np.zeros((6, 2)))
+    with pytest.raises(ValueError, match="actions: expected a numeric array, got dtype torch.complex64"):
+        model.predict(np.zeros((6, 3)), torch.zeros(6, 2, dtype=torch.complex64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_predict_moves_host_inputs_to_the_model_device():
+    model = _model(device="cuda")
+    obs, act = np.random.default_rng(0).normal(size=(5, 3)), np.zeros((5, 2))
+    p = model.predict(obs, act)
+    assert p.next_obs_mean.device.type == "cuda"
+    torch.testing.assert_close(p.next_obs_mean.cpu(), model.cpu().predict(obs, act).next_obs_mean, atol=1e-4, rtol=1e-4)

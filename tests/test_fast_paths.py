@@ -1,8 +1,10 @@
-"""Fast paths against the plain implementation, on random inputs: same random draws, same values.
+"""The library's hot paths against the plain oracles of ``tests/oracles.py``, on random inputs: same random
+draws, same values.
 
-The fast paths (``GaussianEnsemble.fast_inference``, ``ModelEnv(fast=True)``, the cached elite weights) exist
-only for speed; every test here runs the plain and the fast path from the same seed and compares the results.
-Also: the bf16 no-go rule and the speed bench's FLOP counts and report (never timings).
+The library has one code path per hot function (the cached elite weights, the in-place, row-blocked no-grad
+forward, the in-place sampling tail, ``ModelEnv``'s one-gather propagation); every test here runs it and the
+plain oracle from the same seed and compares the results. Also: the bf16 no-go rule and the speed bench's FLOP
+counts and report (never timings).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from oracles import PlainModelEnv, plain_forward, plain_sample
 
 from mbrl_po.benchmark import speed
 from mbrl_po.envs.rewards import REWARDS
@@ -72,7 +75,7 @@ def test_elite_weight_cache_hits_and_invalidates() -> None:
 
 @pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "elu"])
 @pytest.mark.parametrize("chunked", [False, True])
-def test_nograd_forward_equals_autograd_forward(activation: str, chunked: bool, monkeypatch) -> None:
+def test_forward_equals_plain_forward(activation: str, chunked: bool, monkeypatch) -> None:
     if chunked:
         monkeypatch.setattr(GaussianEnsemble, "nograd_chunk_rows", {"cpu": 3})
     model = random_model(activation=activation)
@@ -80,51 +83,70 @@ def test_nograd_forward_equals_autograd_forward(activation: str, chunked: bool, 
     x3 = torch.randn(5, 11, model.config.input_dim, generator=g)
     x2 = torch.randn(11, model.config.input_dim, generator=g)
     for x, members in ((x3, model.elite_idx), (x2, None), (x2, model.elite_idx)):
-        ref_mean, ref_lv = model(x, members)  # autograd path (grad enabled)
+        ref_mean, ref_lv = plain_forward(model, x, members)
+        mean_g, lv_g = model(x, members)  # under autograd
+        assert mean_g.requires_grad and lv_g.requires_grad
         with torch.no_grad():
-            mean, lv = model(x, members)
-        close(mean, ref_mean.detach())
-        close(lv, ref_lv.detach())
+            mean, lv = model(x, members)  # in place, cached elites, row blocks
+        for got in ((mean, lv), (mean_g.detach(), lv_g.detach())):
+            close(got[0], ref_mean.detach())
+            close(got[1], ref_lv.detach())
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
 @pytest.mark.parametrize("flags", [{}, {"learn_delta": False}, {"learn_reward": False}])
-def test_fast_sample_equals_plain_sample(deterministic: bool, flags: dict, small_chunks) -> None:
+def test_sample_equals_plain_sample(deterministic: bool, flags: dict, small_chunks) -> None:
     model = random_model(**flags)
     g = torch.Generator().manual_seed(4)
     obs3, act3 = torch.randn(5, 8, 5, generator=g), torch.randn(5, 8, 2, generator=g)
     obs2, act2 = obs3[0], act3[0]
     for obs, act, members in ((obs3, act3, model.elite_idx), (obs2, act2, None)):
         out = {}
-        for fast in (False, True):
-            model.fast_inference = fast
+        for name, fn in (("plain", lambda *a: plain_sample(model, *a)), ("lib", model.sample)):
             gen = torch.Generator().manual_seed(9)
             with torch.no_grad():
-                nxt, rew = model.sample(obs, act, gen, members, deterministic)
-            out[fast] = (nxt, rew, gen.get_state())
-        close(out[True][0], out[False][0])
-        close(out[True][1], out[False][1])
-        assert torch.equal(out[True][2], out[False][2])  # the same random numbers were drawn
+                nxt, rew = fn(obs, act, gen, members, deterministic)
+            out[name] = (nxt, rew, gen.get_state())
+        close(out["lib"][0], out["plain"][0])
+        close(out["lib"][1], out["plain"][1])
+        assert torch.equal(out["lib"][2], out["plain"][2])  # the same random numbers were drawn
+
+
+def test_sample_under_autograd_equals_plain_and_has_its_gradient() -> None:
+    """The in-place sampling tail is differentiable: same values and the same parameter gradients."""
+    model = random_model()
+    g = torch.Generator().manual_seed(7)
+    obs, act = torch.randn(6, 5, generator=g), torch.randn(6, 2, generator=g)
+    grads = {}
+    for name, fn in (("plain", lambda *a: plain_sample(model, *a)), ("lib", model.sample)):
+        model.zero_grad()
+        nxt, rew = fn(obs, act, torch.Generator().manual_seed(2), model.elite_idx, False)
+        (nxt.square().sum() + rew.sum()).backward()
+        grads[name] = (nxt.detach(), rew.detach(), [p.grad.clone() for p in model.parameters()])
+    close(grads["lib"][0], grads["plain"][0])
+    close(grads["lib"][1], grads["plain"][1])
+    for a, b in zip(grads["lib"][2], grads["plain"][2], strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert any(bool(p.abs().sum() > 0) for p in grads["lib"][2])
 
 
 # ------------------------------------------------------------------------------------------ ModelEnv
 def _pair(propagation: str, use_elites: bool = True, with_fns: bool = False, **model_kw):
-    """The same model rolled out by a plain and a fast ModelEnv."""
+    """The same model rolled out by the plain oracle and by the library's ModelEnv."""
     envs = []
-    for fast in (False, True):
+    for cls in (PlainModelEnv, ModelEnv):
         model = random_model(obs_dim=4, act_dim=1, learn_reward=not with_fns, **model_kw)
-        model.fast_inference = fast
         term = TERMINATIONS["inverted_pendulum"] if with_fns else None
         rew = REWARDS["inverted_pendulum"] if with_fns else None
         gen = torch.Generator().manual_seed(11)
-        envs.append(ModelEnv(model, term, rew, propagation, gen, use_elites=use_elites, fast=fast))
+        envs.append(cls(model, term, rew, propagation, gen, use_elites=use_elites))
     return envs
 
 
 @pytest.mark.parametrize("propagation", ["ts1", "ts_inf", "mean", "expectation"])
 @pytest.mark.parametrize("batch", [20, 23])  # 23: padded layout
 @pytest.mark.parametrize("with_fns", [False, True])
-def test_fast_rollout_equals_plain_rollout(propagation: str, batch: int, with_fns: bool, small_chunks) -> None:
+def test_rollout_equals_plain_rollout(propagation: str, batch: int, with_fns: bool, small_chunks) -> None:
     plain, fast = _pair(propagation, with_fns=with_fns)
     g = torch.Generator().manual_seed(5)
     obs0 = 0.1 * torch.randn(batch, 4, generator=g)
@@ -139,7 +161,7 @@ def test_fast_rollout_equals_plain_rollout(propagation: str, batch: int, with_fn
     assert torch.equal(fast.generator.get_state(), plain.generator.get_state())
 
 
-def test_fast_step_and_policy_rollout_equal_plain() -> None:
+def test_step_and_policy_rollout_equal_plain() -> None:
     plain, fast = _pair("ts1", use_elites=False, with_fns=True)
     obs0 = 0.05 * torch.randn(14, 4, generator=torch.Generator().manual_seed(6))
     for env in (plain, fast):
@@ -160,7 +182,7 @@ def test_fast_step_and_policy_rollout_equal_plain() -> None:
 # ------------------------------------------------------------------------------------------ planners
 @pytest.mark.parametrize("optimizer", ["cem", "icem", "mppi"])
 def test_same_plan_for_the_same_seed(optimizer: str, small_chunks) -> None:
-    """The whole planner (optimizer + evaluator + ModelEnv + ensemble): fast and plain agree."""
+    """The whole planner (optimizer + evaluator + ModelEnv + ensemble): library and oracle agree."""
     plans = []
     for env in _pair("ts1", with_fns=True):
         kw = {"population": 24, "iterations": 3}

@@ -284,10 +284,6 @@ def run_episodes(env: gym.Env, act: Callable[[np.ndarray], np.ndarray], episodes
     return float(np.mean(returns))
 
 
-def generator_state(g: torch.Generator) -> torch.Tensor:
-    return g.get_state()
-
-
 def progress_bar(total: int, desc: str, initial: int = 0, enabled: bool | None = None):  # noqa: ANN201
     """A tqdm bar on stderr when it is a terminal (or when forced), else a no-op object."""
     import sys

@@ -588,7 +588,7 @@ def _make_agent(
     from mbrl_po.planning.evaluator import TrajectoryEvaluator
 
     pop, part, hor, iters = rung
-    env = ModelEnv(model, term, rew, "ts1", torch.Generator(device=device).manual_seed(seed), fast=fast)
+    env = ModelEnv(model, term, rew, "ts1", torch.Generator(device=device).manual_seed(seed))
     low, high = -torch.ones(act_dim, device=device), torch.ones(act_dim, device=device)
     opt = make_optimizer("cem", hor, low, high, population=pop, iterations=iters, elite_fraction=0.1, alpha=0.1)
     return MPCAgent(opt, TrajectoryEvaluator(env, part), device=device, seed=seed)

@@ -10,7 +10,7 @@ Typical use::
     reward = task.planning_reward_fn()       # fn(obs, action, next_obs) -> (...) float, or None
 """
 
-from mbrl_po.envs.rewards import REWARDS, RewardFn
+from mbrl_po.envs.rewards import REWARDS
 from mbrl_po.envs.task import (
     TaskConfig,
     bind_env_kwargs,
@@ -20,7 +20,7 @@ from mbrl_po.envs.task import (
     make_env,
     task_from_dict,
 )
-from mbrl_po.envs.terminations import TERMINATIONS, TerminationFn, never
+from mbrl_po.envs.terminations import TERMINATIONS, never
 from mbrl_po.envs.toy import (
     PointMassEnv,
     point_mass_dynamics,
@@ -28,14 +28,14 @@ from mbrl_po.envs.toy import (
     point_mass_task,
     point_mass_termination,
 )
+from mbrl_po.types import TransitionFn
 
 __all__ = [
     "REWARDS",
     "TERMINATIONS",
     "PointMassEnv",
-    "RewardFn",
     "TaskConfig",
-    "TerminationFn",
+    "TransitionFn",
     "bind_env_kwargs",
     "custom_task",
     "list_tasks",

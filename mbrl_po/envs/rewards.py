@@ -23,7 +23,6 @@ Two kinds of functions live here:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
@@ -42,9 +41,7 @@ from mbrl_po.envs.terminations import (
     walker2d_is_healthy,
 )
 from mbrl_po.envs.terminations import inverted_pendulum as _inverted_pendulum_termination
-from mbrl_po.envs.toy import point_mass_reward
-
-RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from mbrl_po.types import TransitionFn
 
 _INF = math.inf
 
@@ -495,7 +492,27 @@ def humanoid_proxy(
     return reward
 
 
-REWARDS: dict[str, RewardFn] = {
+POINT_MASS_ACTION_COST = 0.1
+"""Action cost of :class:`~mbrl_po.envs.toy.PointMassEnv`."""
+
+
+def point_mass_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Exact reward of :class:`~mbrl_po.envs.toy.PointMassEnv`: ``-x'^2 - 0.1 a^2``.
+
+    Args:
+        obs: (..., 2) observations (unused).
+        action: (..., 1) actions (clipped to [-1, 1]).
+        next_obs: (..., 2) next observations.
+
+    Returns:
+        (...) rewards.
+    """
+    a = action[..., 0].clamp(-1.0, 1.0)
+    x = next_obs[..., 0]
+    return -(x * x) - POINT_MASS_ACTION_COST * (a * a)
+
+
+REWARDS: dict[str, TransitionFn] = {
     "inverted_pendulum": inverted_pendulum,
     "inverted_pendulum_shaped": inverted_pendulum_shaped,
     "inverted_double_pendulum": inverted_double_pendulum,

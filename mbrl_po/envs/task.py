@@ -12,9 +12,9 @@ Schema of ``envs/<name>.toml`` (top-level keys)::
     [agent.mbpo.mbpo]
     [agent.mbpo.sac]
 
-A bare name resolves to ``$MBRL_PO_ENVS_DIR/<name>.toml`` when that variable is set, else to the
-``envs/`` folder of the repository (``Path(__file__).parents[2] / "envs"``); any path to a ``.toml``
-file works too.
+A bare name resolves to ``$MBRL_PO_ENVS_DIR/<name>.toml`` when that variable is set and the file is there,
+else to the shipped ``envs/`` (the copy installed with the package, or the checkout's folder; see
+:mod:`mbrl_po.resources`); any path to a ``.toml`` file works too.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ import torch
 
 from mbrl_po.envs.rewards import REWARDS
 from mbrl_po.envs.terminations import TERMINATIONS, never
-
-TensorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from mbrl_po.resources import shipped_config_dir
+from mbrl_po.types import TransitionFn
 
 ENVS_DIR_VAR = "MBRL_PO_ENVS_DIR"
-DEFAULT_ENVS_DIR = Path(__file__).resolve().parents[2] / "envs"
+DEFAULT_ENVS_DIR = shipped_config_dir("envs")
 NO_TERMINATION = "none"
 LEARNED = "learned"
 ALLOWED_KEYS = ("id", "max_episode_steps", "termination", "reward", "planning_reward", "env_kwargs", "agent")
@@ -72,7 +72,7 @@ def _import_function(field_name: str, spec: str) -> Callable[..., Any]:
     return obj
 
 
-def bind_env_kwargs(fn: Callable[..., torch.Tensor], env_kwargs: Mapping[str, Any]) -> TensorFn:
+def bind_env_kwargs(fn: Callable[..., torch.Tensor], env_kwargs: Mapping[str, Any]) -> TransitionFn:
     """Bind the entries of ``env_kwargs`` that match keyword-only parameters of ``fn``.
 
     This is how a termination or reward function learns e.g. a task's ``healthy_z_range`` or
@@ -180,7 +180,7 @@ class TaskConfig:
                         f"got {type(values).__name__} {values!r}"
                     )
 
-    def termination_fn(self) -> TensorFn:
+    def termination_fn(self) -> TransitionFn:
         """The termination function, with this task's ``env_kwargs`` bound.
 
         Returns:
@@ -191,7 +191,7 @@ class TaskConfig:
             return never
         return bind_env_kwargs(_resolve_fn(self.termination, TERMINATIONS, "termination"), self.env_kwargs)
 
-    def reward_fn(self) -> TensorFn | None:
+    def reward_fn(self) -> TransitionFn | None:
         """The known reward function, or None when the reward is learned.
 
         Returns:
@@ -201,7 +201,7 @@ class TaskConfig:
             return None
         return bind_env_kwargs(_resolve_fn(self.reward, REWARDS, "reward"), self.env_kwargs)
 
-    def planning_reward_fn(self) -> TensorFn | None:
+    def planning_reward_fn(self) -> TransitionFn | None:
         """The reward a planner may use (exact or proxy), or None when it must use the learned one.
 
         Returns:
@@ -232,8 +232,6 @@ def _envs_dirs() -> list[Path]:
     if os.environ.get(ENVS_DIR_VAR):
         dirs.append(Path(os.environ[ENVS_DIR_VAR]).expanduser())
     dirs.append(DEFAULT_ENVS_DIR)
-    if (Path.cwd() / "envs") not in dirs:  # a non-editable install run from the repository root
-        dirs.append(Path.cwd() / "envs")
     return dirs
 
 
@@ -241,7 +239,7 @@ def list_tasks() -> list[str]:
     """Names of the tasks that :func:`load_task` finds by bare name.
 
     Returns:
-        Sorted TOML file stems from ``$MBRL_PO_ENVS_DIR`` (if set) and the repository's ``envs/``.
+        Sorted TOML file stems from ``$MBRL_PO_ENVS_DIR`` (if set) and the shipped ``envs/``.
     """
     names: set[str] = set()
     for d in _envs_dirs():
@@ -311,7 +309,7 @@ def load_task(name_or_path: str | Path) -> TaskConfig:
 
     Args:
         name_or_path: a bare task name (``"hopper"``, resolved in ``$MBRL_PO_ENVS_DIR`` then the
-            repository's ``envs/``) or a path to a ``.toml`` file.
+            shipped ``envs/``) or a path to a ``.toml`` file.
 
     Returns:
         The validated :class:`TaskConfig`; its ``name`` is the file stem.

@@ -27,13 +27,10 @@ Notes on exactness (checked step by step against the real environments in ``test
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from mbrl_po.envs.toy import point_mass_termination
-
-TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from mbrl_po.types import TransitionFn
 
 _INF = math.inf
 
@@ -354,7 +351,25 @@ def inverted_double_pendulum(obs: torch.Tensor, action: torch.Tensor, next_obs: 
     return y <= 1.0
 
 
-TERMINATIONS: dict[str, TerminationFn] = {
+POINT_MASS_X_LIMIT = 2.0
+"""|x| beyond which :class:`~mbrl_po.envs.toy.PointMassEnv` terminates."""
+
+
+def point_mass_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Exact termination of :class:`~mbrl_po.envs.toy.PointMassEnv`: ``|x'| > 2``.
+
+    Args:
+        obs: (..., 2) observations (unused).
+        action: (..., 1) actions (unused).
+        next_obs: (..., 2) next observations.
+
+    Returns:
+        (...) bool tensor.
+    """
+    return next_obs[..., 0].abs() > POINT_MASS_X_LIMIT
+
+
+TERMINATIONS: dict[str, TransitionFn] = {
     "hopper": hopper,
     "walker2d": walker2d,
     "ant": ant,

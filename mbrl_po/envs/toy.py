@@ -6,6 +6,9 @@ Use it to test planners and model rollouts against a known model::
     obs, _ = env.reset(seed=0)
     next_obs = point_mass_dynamics(torch.as_tensor(obs), torch.tensor([0.5], dtype=torch.float64))
 
+The exact reward and termination live with the other tasks' in :mod:`mbrl_po.envs.rewards` and
+:mod:`mbrl_po.envs.terminations` (so the registries do not import this module) and are re-exported here.
+
 Dynamics (semi-implicit Euler, ``dt = 0.1``, action clipped to [-1, 1])::
 
     v' = v + dt * a          x' = x + dt * v'
@@ -18,18 +21,30 @@ The environment is not registered with Gymnasium: instantiate it directly, or us
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from mbrl_po.envs.task import TaskConfig
+from mbrl_po.envs.rewards import POINT_MASS_ACTION_COST, point_mass_reward
+from mbrl_po.envs.task import TaskConfig
+from mbrl_po.envs.terminations import POINT_MASS_X_LIMIT, point_mass_termination
+
+__all__ = [
+    "POINT_MASS_ACTION_COST",
+    "POINT_MASS_DT",
+    "POINT_MASS_ENTRY_POINT",
+    "POINT_MASS_MAX_STEPS",
+    "POINT_MASS_X_LIMIT",
+    "PointMassEnv",
+    "point_mass_dynamics",
+    "point_mass_reward",
+    "point_mass_task",
+    "point_mass_termination",
+]
 
 POINT_MASS_DT = 0.1
-POINT_MASS_ACTION_COST = 0.1
-POINT_MASS_X_LIMIT = 2.0
 POINT_MASS_MAX_STEPS = 40
 POINT_MASS_ENTRY_POINT = "mbrl_po.envs.toy:PointMassEnv"
 
@@ -99,36 +114,6 @@ def point_mass_dynamics(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor
     return torch.stack((x, v), dim=-1)
 
 
-def point_mass_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Exact reward of :class:`PointMassEnv`: ``-x'^2 - 0.1 a^2``.
-
-    Args:
-        obs: (..., 2) observations (unused).
-        action: (..., 1) actions (clipped to [-1, 1]).
-        next_obs: (..., 2) next observations.
-
-    Returns:
-        (...) rewards.
-    """
-    a = action[..., 0].clamp(-1.0, 1.0)
-    x = next_obs[..., 0]
-    return -(x * x) - POINT_MASS_ACTION_COST * (a * a)
-
-
-def point_mass_termination(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Exact termination of :class:`PointMassEnv`: ``|x'| > 2``.
-
-    Args:
-        obs: (..., 2) observations (unused).
-        action: (..., 1) actions (unused).
-        next_obs: (..., 2) next observations.
-
-    Returns:
-        (...) bool tensor.
-    """
-    return next_obs[..., 0].abs() > POINT_MASS_X_LIMIT
-
-
 def point_mass_task() -> TaskConfig:
     """The point mass as a :class:`~mbrl_po.envs.TaskConfig` (exact reward and termination).
 
@@ -136,8 +121,6 @@ def point_mass_task() -> TaskConfig:
         A task whose ``id`` is the entry point ``"mbrl_po.envs.toy:PointMassEnv"``;
         :func:`mbrl_po.envs.make_env` builds it without registering it with Gymnasium.
     """
-    from mbrl_po.envs.task import TaskConfig
-
     return TaskConfig(
         name="point_mass",
         id=POINT_MASS_ENTRY_POINT,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from mbrl_po.models.normalizer import Normalizer
+
+DEFAULT_NUM_ELITES = 5
+"""Elites of a 7-member ensemble in PETS and MBPO; smaller ensembles keep every member (see EnsembleConfig)."""
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -32,7 +36,9 @@ class EnsembleConfig:
         obs_dim: O, observation size.
         action_dim: A, action size.
         ensemble_size: E, number of members.
-        num_elites: members kept for prediction after training (best held-out NLL).
+        num_elites: members kept for prediction after training (best held-out NLL); default
+            ``min(DEFAULT_NUM_ELITES, ensemble_size)``, i.e. 5 of 7 (PETS, MBPO) and every member of a smaller
+            ensemble.
         hidden_sizes: widths of the hidden layers of each member.
         activation: one of ``ACTIVATIONS``.
         learn_reward: predict the reward as an extra target column.
@@ -47,7 +53,7 @@ class EnsembleConfig:
     obs_dim: int
     action_dim: int
     ensemble_size: int = 7
-    num_elites: int = 5
+    num_elites: int | None = None
     hidden_sizes: tuple[int, ...] = (200, 200, 200, 200)
     activation: str = "silu"
     learn_reward: bool = True
@@ -61,8 +67,10 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         for name in ("obs_dim", "action_dim", "ensemble_size", "num_elites"):
+            if name == "num_elites" and self.num_elites is None:
+                object.__setattr__(self, "num_elites", min(DEFAULT_NUM_ELITES, self.ensemble_size))
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {v!r}")
         if self.num_elites > self.ensemble_size:
             raise ValueError(
@@ -146,10 +154,6 @@ class GaussianEnsemble(nn.Module):
         device: where the parameters live (``"cpu"``, ``"cuda"``...).
     """
 
-    fast_inference: bool = True
-    """Outside autograd, run the network through :meth:`_forward_nograd` (same values, less overhead); set it
-    to False on an instance (or the class) to use the autograd path everywhere, e.g. to compare the two."""
-
     nograd_chunk_rows: dict[str, int] = {"cpu": 256}  # noqa: RUF012 - a class-level setting, read-only
     """Per device type, rows per member of one block of the no-grad forward (absent: one block)."""
 
@@ -183,7 +187,7 @@ class GaussianEnsemble(nn.Module):
         self.head = EnsembleLinear(c.ensemble_size, sizes[-1], 2 * c.target_dim)
         self.max_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_max_logvar))
         self.min_logvar = nn.Parameter(torch.full((1, c.target_dim), c.init_min_logvar))
-        self.register_buffer("elite_idx", torch.arange(c.num_elites))
+        self.register_buffer("elite_idx", torch.arange(self.num_elites))
         self.to(device)
 
     # ------------------------------------------------------------------ properties
@@ -197,6 +201,7 @@ class GaussianEnsemble(nn.Module):
 
     @property
     def num_elites(self) -> int:
+        assert self.config.num_elites is not None  # resolved by EnsembleConfig
         return self.config.num_elites
 
     # ------------------------------------------------------------------ data transforms
@@ -238,13 +243,7 @@ class GaussianEnsemble(nn.Module):
         """
         n_members = self.config.ensemble_size if members is None else members.shape[0]
         x = inputs.expand(n_members, *inputs.shape) if inputs.ndim == 2 else inputs
-        if self.fast_inference and not torch.is_grad_enabled():
-            out = self._forward_nograd(x, members)
-        else:
-            for layer in self.hidden:
-                x = self.act(layer(x, members))
-            out = self.head(x, members)
-        mean, logvar = out.chunk(2, dim=-1)
+        mean, logvar = self._mlp(x, members).chunk(2, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
@@ -256,17 +255,20 @@ class GaussianEnsemble(nn.Module):
             return [(layer.weight, layer.bias) for layer in layers]
         return [layer._member_params(members) for layer in layers]
 
-    def _forward_nograd(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
-        """The network outside autograd: (E', B, I) -> (E', B, 2T), same values as the autograd path.
+    def _mlp(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+        """The network: (E', B, I) normalised inputs -> (E', B, 2T) raw head outputs ``[mean, logvar]``.
 
-        Differences from the autograd path, none of which changes a value: the layers' parameters are read
-        directly (no module call per layer), the activation runs in place (nothing is kept for a backward pass),
-        and on devices where :attr:`nograd_chunk_rows` is set, large batches go through the network in blocks
-        of that many rows per member so the activations of a block stay in the CPU cache between layers.
+        One code path with and without autograd. The layers' parameters are read directly (no module call per
+        layer; outside autograd the elites' gathered weights are cached). Outside autograd only, the activation
+        runs in place (nothing is kept for a backward pass) and, on devices where :attr:`nograd_chunk_rows` is
+        set, large batches go through the network in blocks of that many rows per member so the activations of
+        a block stay in the CPU cache between layers. None of this changes a value (``tests/oracles.py`` holds
+        the module-by-module reference the tests compare against).
         """
         params = self._layer_params(members)
-        act = self._act_inplace
-        chunk = self.nograd_chunk_rows.get(x.device.type)
+        grad = torch.is_grad_enabled()
+        act = self.act if grad else self._act_inplace
+        chunk = None if grad else self.nograd_chunk_rows.get(x.device.type)
         rows = x.shape[1]
 
         def mlp(h: torch.Tensor) -> torch.Tensor:
@@ -284,9 +286,8 @@ class GaussianEnsemble(nn.Module):
         return self.config.logvar_bound_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
 
     # ------------------------------------------------------------------ raw-space prediction
-    def _raw(
-        self, obs: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised (E', B, T) mean and logvar -> raw-unit mean and std of the targets."""
         std_n = torch.exp(0.5 * logvar)
         mean_raw = self.target_normalizer.inverse(mean)
         std_raw = std_n * self.target_normalizer.std
@@ -299,22 +300,61 @@ class GaussianEnsemble(nn.Module):
             return Prediction(next_mean, std_raw[..., :o], mean_raw[..., o], std_raw[..., o])
         return Prediction(next_mean, std_raw[..., :o], None, None)
 
-    def predict(
-        self, obs: torch.Tensor, actions: torch.Tensor, members: torch.Tensor | None = None
-    ) -> Prediction:
+    def _as_input(self, name: str, value: Any, dim: int) -> torch.Tensor:
+        """``value`` as a tensor on the model's device and dtype, of shape (B, dim) or (E', B, dim).
+
+        Accepts numpy arrays, (nested) lists and tuples, and tensors of any numeric dtype on any device; a
+        tensor already on the model's device and dtype is returned as is (no copy, gradients kept).
+        """
+        if isinstance(value, torch.Tensor):
+            t = value
+        elif isinstance(value, np.ndarray | list | tuple):
+            t = torch.as_tensor(np.asarray(value))
+        else:
+            raise ValueError(f"{name}: expected a numpy array, a list or a torch tensor, got {type(value).__name__}")
+        if not (t.is_floating_point() or t.dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
+                                                     torch.int64)):
+            raise ValueError(f"{name}: expected a numeric array, got dtype {t.dtype}")
+        if t.ndim == 1 and dim == 1 and name == "actions":
+            t = t[:, None]  # (B,) actions of a 1-D action space, as in DynamicsTrainer.fit
+        if t.ndim not in (2, 3) or t.shape[-1] != dim:
+            raise ValueError(f"{name}: expected shape (B, {dim}) or (E', B, {dim}), got {tuple(t.shape)}")
+        return t.to(device=self.device, dtype=self.max_logvar.dtype)
+
+    def predict(self, obs: Any, actions: Any, members: torch.Tensor | list[int] | None = None) -> Prediction:
         """Gaussian next-state (and reward) prediction of each member, in raw units.
 
         Args:
             obs: (B, O) or (E', B, O) observations; with a leading member axis, row slice e goes to member e.
-            actions: (B, A) or (E', B, A).
+                Numpy arrays, lists and tensors of any numeric dtype on any device are accepted (as in
+                :meth:`mbrl_po.DynamicsTrainer.fit`) and moved to the model's device and dtype.
+            actions: (B, A) or (E', B, A), likewise; (B,) when A = 1.
             members: optional (E',) indices (default: all members).
 
         Returns:
-            A :class:`Prediction` with (E', B, ·) fields.
+            A :class:`Prediction` with (E', B, ·) tensor fields on the model's device.
+
+        Raises:
+            ValueError: naming the argument and the expected shape, when a shape does not fit the model.
         """
-        mean, logvar = self(self.make_inputs(obs, actions), members)
-        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
-        return self._split(obs_b, *self._raw(obs_b, mean, logvar))
+        o = self._as_input("obs", obs, self.config.obs_dim)
+        a = self._as_input("actions", actions, self.config.action_dim)
+        if o.shape[:-1] != a.shape[:-1]:
+            raise ValueError(
+                f"actions: expected shape {(*o.shape[:-1], self.config.action_dim)} to match obs "
+                f"{tuple(o.shape)}, got {tuple(a.shape)}"
+            )
+        if members is not None:
+            members = torch.as_tensor(members, dtype=torch.long, device=self.device).reshape(-1)
+        n_members = self.ensemble_size if members is None else members.shape[0]
+        if o.ndim == 3 and o.shape[0] != n_members:
+            raise ValueError(
+                f"obs: expected shape ({n_members}, B, {self.config.obs_dim}) with one slice per evaluated member, "
+                f"got {tuple(o.shape)}"
+            )
+        mean, logvar = self(self.make_inputs(o, a), members)
+        obs_b = o if o.ndim == 3 else o.expand(mean.shape[0], *o.shape)
+        return self._split(obs_b, *self._raw(mean, logvar))
 
     def sample(
         self,
@@ -336,20 +376,9 @@ class GaussianEnsemble(nn.Module):
         Returns:
             next_obs (E', B, O) and rewards (E', B) (None when the reward is not learned).
         """
-        if self.fast_inference and not torch.is_grad_enabled():
-            y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
-            o = self.config.obs_dim
-            return y[..., :o], (y[..., o] if self.config.learn_reward else None)
-        mean, logvar = self(self.make_inputs(obs, actions), members)
-        if not deterministic:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            mean = mean + noise * torch.exp(0.5 * logvar)
-        y = self.target_normalizer.inverse(mean)
+        y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
         o = self.config.obs_dim
-        obs_b = obs if obs.ndim == 3 else obs.expand(mean.shape[0], *obs.shape)
-        next_obs = y[..., :o] + obs_b if self.config.learn_delta else y[..., :o]
-        reward = y[..., o] if self.config.learn_reward else None
-        return next_obs, reward
+        return y[..., :o], (y[..., o] if self.config.learn_reward else None)
 
     def sample_joint(
         self,
@@ -360,8 +389,10 @@ class GaussianEnsemble(nn.Module):
     ) -> torch.Tensor:
         """:meth:`sample` on raw ``[obs, action]`` rows, returning ``[next_obs, reward]`` as one tensor.
 
-        Draws the same random numbers as :meth:`sample` and returns the same values; the sampling tail works in
-        place on the freshly drawn noise, and callers that move rows around (``ModelEnv``) move one tensor.
+        The sampling itself (:meth:`sample` splits its result): ``(mean + noise * std) * s + m`` of each
+        member's Gaussian in normalised units (``s``, ``m`` the target normaliser's), computed in place on the
+        freshly drawn noise, one ``randn`` of shape (E', B, T) per call. Callers that move rows around
+        (``ModelEnv``) move one tensor.
 
         Args:
             inputs_raw: (E', B, O + A) or (B, O + A) unnormalised observations and actions.
@@ -377,7 +408,7 @@ class GaussianEnsemble(nn.Module):
             y = tn.inverse(mean)
         else:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            # (mean + noise * std) * s + m, computed in place in the same order as sample()
+            # (mean + noise * std) * s + m, in place on the fresh noise
             y = noise.mul_(torch.exp(0.5 * logvar)).add_(mean).mul_(tn.std).add_(tn.mean)
         if self.config.learn_delta:
             o = self.config.obs_dim

@@ -17,7 +17,7 @@ from the E' members in use (the elites by default) is the *propagation* mode (PE
     reward). Deterministic; costs E' evaluations per row.
 
 TS-1 / TS-∞ / mean never evaluate every member on every row: the B rows are permuted into E' equal groups,
-reshaped to (E', B/E', ·), pushed through one batched :meth:`GaussianEnsemble.sample` call (group e goes to
+reshaped to (E', B/E', ·), pushed through one batched :meth:`GaussianEnsemble.sample_joint` call (group e goes to
 member e) and un-permuted. When E' does not divide B, the permuted layout is padded with copies of real rows
 whose outputs are discarded, so the groups stay equal; a row's member is then uniform over the E' members
 (exactly balanced over the padded slots).
@@ -45,12 +45,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from mbrl_po.models.ensemble import GaussianEnsemble
-from mbrl_po.types import TransitionData
+from mbrl_po.types import TransitionData, TransitionFn
 
 __all__ = ["PROPAGATIONS", "ModelEnv", "ModelRollout", "ModelVectorEnv"]
 
-TensorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``fn(obs (B, O), action (B, A), next_obs (B, O)) -> (B,)``."""
 
 PROPAGATIONS = ("ts1", "ts_inf", "mean", "expectation")
 """Allowed ``propagation`` modes of :class:`ModelEnv`."""
@@ -118,8 +116,6 @@ class ModelEnv:
             assignment and sampling noise); None creates one seeded from torch's global CPU generator.
         use_elites: roll out with the E' = ``num_elites`` members of ``model.elite_idx`` (read at every
             step, so later :meth:`GaussianEnsemble.set_elites` calls take effect); False uses all E members.
-        fast: use the fast propagation (:meth:`_propagate_fast`): the same random draws and the same values as
-            the plain one (:meth:`_propagate_plain`, kept as the reference that tests compare against).
 
     Raises:
         ValueError: on an unknown propagation, a generator on another device, or no source of reward.
@@ -128,12 +124,11 @@ class ModelEnv:
     def __init__(
         self,
         model: GaussianEnsemble,
-        termination_fn: TensorFn | None = None,
-        reward_fn: TensorFn | None = None,
+        termination_fn: TransitionFn | None = None,
+        reward_fn: TransitionFn | None = None,
         propagation: str = "ts1",
         generator: torch.Generator | None = None,
         use_elites: bool = True,
-        fast: bool = True,
     ) -> None:
         if not isinstance(model, GaussianEnsemble):
             raise ValueError(f"model: expected a GaussianEnsemble, got {type(model).__name__}")
@@ -160,13 +155,12 @@ class ModelEnv:
         self.propagation = propagation
         self.generator = generator
         self.use_elites = bool(use_elites)
-        self.fast = bool(fast)
         self._obs: torch.Tensor | None = None
         self._terminated: torch.Tensor | None = None
         # permuted layout of the rows: slot j holds row src[j]; row i sits at slot inv[i]
         self._src: torch.Tensor | None = None
         self._inv: torch.Tensor | None = None
-        self._ramp: torch.Tensor | None = None  # cached arange of the padded batch (fast layout draws)
+        self._ramp: torch.Tensor | None = None  # cached arange of the padded batch (layout draws)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -231,28 +225,12 @@ class ModelEnv:
         return x.to(device=self.device, dtype=self.dtype)
 
     def _draw_layout(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random assignment of ``b`` rows to E' equal groups of a padded layout.
+        """A random assignment of ``b`` rows to E' equal groups of a padded layout (one ``randperm``).
 
         Returns:
             src (Bp,) the row held by each slot (padding slots copy real rows), and inv (B,) the slot of
             each row; slot j belongs to group j // (Bp / E').
         """
-        e = self.num_members
-        bp = -(-b // e) * e
-        perm = torch.randperm(bp, generator=self.generator, device=self.device)
-        inv = torch.empty_like(perm)
-        inv[perm] = torch.arange(bp, device=self.device)
-        return torch.remainder(perm, b), inv[:b]
-
-    def _propagate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, O), (B, A) -> next_obs (B, O), learned reward (B,) or None."""
-        if self.fast:
-            return self._propagate_fast(obs, actions)
-        return self._propagate_plain(obs, actions)
-
-    def _draw_layout_fast(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_draw_layout` (the same draw and result) with the index ramp cached and no remainder or slice
-        when no padding is needed."""
         e = self.num_members
         bp = -(-b // e) * e
         perm = torch.randperm(bp, generator=self.generator, device=self.device)
@@ -264,10 +242,12 @@ class ModelEnv:
             return perm, inv
         return torch.remainder(perm, b), inv[:b]
 
-    def _propagate_fast(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`_propagate_plain` with fewer passes over the rows: observations and actions are joined once and
-        permuted by one gather, the model returns ``[next_obs, reward]`` as one tensor
-        (:meth:`GaussianEnsemble.sample_joint`) and one gather un-permutes it. Same random draws, same values."""
+    def _propagate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, O), (B, A) -> next_obs (B, O), learned reward (B,) or None (see the module docstring).
+
+        Observations and actions are joined once and permuted by one gather into the (E', Bp/E', I) layout, the
+        model returns ``[next_obs, reward]`` as one tensor (:meth:`GaussianEnsemble.sample_joint`) and one
+        gather un-permutes it."""
         members = self._members()
         model = self.model
         o = self.obs_dim
@@ -277,7 +257,7 @@ class ModelEnv:
             y = model.sample_joint(x, self.generator, members, deterministic=True).mean(0)
             return y[:, :o], (y[:, o] if learn_reward else None)
         if self.propagation == "ts1":
-            self._src, self._inv = self._draw_layout_fast(obs.shape[0])
+            self._src, self._inv = self._draw_layout(obs.shape[0])
         src, inv = self._src, self._inv
         assert src is not None and inv is not None
         e, bp = self.num_members, src.shape[0]
@@ -285,24 +265,6 @@ class ModelEnv:
         y = model.sample_joint(x, self.generator, members, deterministic=self.propagation == "mean")
         y = y.view(bp, y.shape[-1]).index_select(0, inv)
         return y[:, :o], (y[:, o] if learn_reward else None)
-
-    def _propagate_plain(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The reference propagation (see the module docstring)."""
-        members = self._members()
-        e = self.num_members
-        if self.propagation == "expectation":
-            nxt, rew = self.model.sample(obs, actions, self.generator, members, deterministic=True)
-            return nxt.mean(0), None if rew is None else rew.mean(0)
-        if self.propagation == "ts1":
-            self._src, self._inv = self._draw_layout(obs.shape[0])
-        src, inv = self._src, self._inv
-        assert src is not None and inv is not None
-        bp = src.shape[0]
-        o = obs[src].reshape(e, bp // e, obs.shape[1])
-        a = actions[src].reshape(e, bp // e, actions.shape[1])
-        nxt, rew = self.model.sample(o, a, self.generator, members, deterministic=self.propagation == "mean")
-        nxt = nxt.reshape(bp, obs.shape[1])[inv]
-        return nxt, None if rew is None else rew.reshape(bp)[inv]
 
     # ------------------------------------------------------------------ API
     @torch.no_grad()
@@ -366,22 +328,11 @@ class ModelEnv:
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, actions, next_obs).reshape(b).to(self.dtype)
         assert reward is not None
-        if self.fast:  # the same values with fewer ops
-            terminated = done
-            if self.termination_fn is not None:
-                terminated = done | self.termination_fn(obs, actions, next_obs).reshape(b).to(torch.bool)
-            reward = reward.masked_fill(done, 0.0)
-            next_obs = torch.where(done[:, None], obs, next_obs)
-            self._obs = next_obs
-            self._terminated = terminated
-            return next_obs, reward, terminated
+        terminated = done
         if self.termination_fn is not None:
-            term = self.termination_fn(obs, actions, next_obs).reshape(b).to(torch.bool)
-        else:
-            term = torch.zeros_like(done)
-        reward = torch.where(done, torch.zeros_like(reward), reward)
+            terminated = done | self.termination_fn(obs, actions, next_obs).reshape(b).to(torch.bool)
+        reward = reward.masked_fill(done, 0.0)
         next_obs = torch.where(done[:, None], obs, next_obs)
-        terminated = done | term
         self._obs = next_obs
         self._terminated = terminated
         return next_obs, reward, terminated
@@ -409,15 +360,11 @@ class ModelEnv:
             )
         self.reset(obs0)
         actions = action_sequences.to(device=self.device, dtype=self.dtype)
-        if self.fast:  # time-major, so each step reads contiguous rows; checked once, not at every step
-            actions = actions.transpose(0, 1).contiguous()
-            step, at = self._step, (lambda t: actions[t])
-        else:
-            step, at = self.step, (lambda t: actions[:, t])
+        actions = actions.transpose(0, 1).contiguous()  # time-major: each step reads contiguous rows
         total = torch.zeros(b, device=self.device, dtype=self.dtype)
         scale = 1.0
         for t in range(h):
-            _, reward, _ = step(at(t))
+            _, reward, _ = self._step(actions[t])  # checked once above, not at every step
             total = total.add_(reward) if scale == 1.0 else total + scale * reward
             scale *= discount
         return total

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
@@ -394,14 +393,3 @@ class DynamicsTrainer:
         if self.bilevel is not None and state.get("bilevel") is not None:
             self.bilevel.load_state_dict(state["bilevel"])
         self.fits = int(state.get("fits", 0))
-
-
-def numpy_metrics(report: FitReport) -> dict[str, float]:
-    """Headline numbers of a report as plain floats (for tables)."""
-    return {
-        "holdout_rmse": report.holdout_rmse,
-        "holdout_nll": report.holdout_nll,
-        "epochs": float(len(report.epochs)),
-        "wall_time": report.wall_time,
-        **({"u": report.outer_steps[-1].get("u", np.nan)} if report.outer_steps else {}),
-    }
