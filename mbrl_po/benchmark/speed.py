@@ -40,13 +40,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (see mbrl_po/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (see mbrl_po/cli.py)
 
 import numpy as np
 import torch
 
 SECTIONS = ("floor", "train", "plan", "mbpo", "seeds")
-EXTRA_SECTIONS = ("ab",)  # run only when named
 RUNGS = ((64, 5, 10, 3), (100, 10, 15, 5), (350, 20, 15, 5), (400, 20, 30, 5))
 """population x particles x horizon x iterations."""
 PLAN_DIMS = {"ip": ("InvertedPendulum-v5", 4, 1), "hc": ("HalfCheetah-v5", 17, 6)}
@@ -581,7 +580,6 @@ def _make_agent(
     rung: tuple[int, int, int, int],
     device: torch.device,
     seed: int = 0,
-    fast: bool = True,
 ) -> Any:
     from mbrl_po.models.model_env import ModelEnv
     from mbrl_po.planning import MPCAgent, make_optimizer
@@ -652,79 +650,6 @@ def run_plan(device: torch.device, quick: bool, budget_s: float) -> dict[str, An
                 }
             )
     return {"results": results, "skipped": [] if not quick else ["x".join(map(str, RUNGS[-1])) + " (--quick)"]}
-
-
-# ============================================================================================== ab
-AB_VARIANTS = ("before", "cache fix", "fast forward", "+ row blocks", "+ fast ModelEnv")
-"""The planning optimisations of docs/perf_notes.md, switched on one after the other."""
-
-
-def run_ab(device: torch.device, quick: bool, budget_s: float) -> dict[str, Any]:
-    """Each planning optimisation's effect, measured interleaved in one run (one action per variant in turn).
-
-    ``before``: the elite-weight cache disabled (the gather at every layer call, as before its key was fixed),
-    the autograd-path forward and the plain ``ModelEnv``; then the cache, the no-grad forward (in-place
-    activation, parameters read directly) without and with row blocks, and the fast ``ModelEnv``.
-    """
-    from mbrl_po.models.ensemble import EnsembleLinear, GaussianEnsemble
-
-    cached = EnsembleLinear._member_params
-    chunks = dict(GaussianEnsemble.nograd_chunk_rows)
-
-    def uncached(self: EnsembleLinear, members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.weight[members], self.bias[members]
-
-    settings = {  # name: (cache, fast forward, row blocks, fast env)
-        "before": (False, False, False, False),
-        "cache fix": (True, False, False, False),
-        "fast forward": (True, True, False, False),
-        "+ row blocks": (True, True, True, False),
-        "+ fast ModelEnv": (True, True, True, True),
-    }
-    rungs = RUNGS[:2] if quick else RUNGS[:3]
-    results = []
-    try:
-        for dims_key in PLAN_DIMS:
-            model, term, rew, o, a = _plan_model(dims_key, device)
-            for rung in rungs:
-                agents = {k: _make_agent(model, term, rew, a, rung, device, fast=v[3]) for k, v in settings.items()}
-                obs = np.zeros(o, dtype=np.float32)
-                times: dict[str, list[float]] = {k: [] for k in settings}
-                busy: dict[str, list[float]] = {k: [] for k in settings}
-                clock = busy_clock(device)
-                load0 = loadavg()
-                t_rep = time.perf_counter()
-                rep = 0
-                while rep < (3 if quick else 7) and (rep < 2 or time.perf_counter() - t_rep < budget_s):
-                    for k, (cache, fwd, blocks, _) in settings.items():
-                        EnsembleLinear._member_params = cached if cache else uncached  # type: ignore[method-assign]
-                        model.fast_inference = fwd
-                        GaussianEnsemble.nograd_chunk_rows = chunks if blocks else {}
-                        sync(device)
-                        t, c = time.perf_counter(), clock()
-                        agents[k].act(obs)
-                        sync(device)
-                        if rep > 0:  # the first round is a warm-up
-                            times[k].append(time.perf_counter() - t)
-                            busy[k].append(clock() - c)
-                    rep += 1
-                base = float(np.median(busy["before"]))
-                name = "x".join(map(str, rung))
-                log(f"ab {dims_key} {name}: " + ", ".join(f"{k} {np.median(v) / base:.2f}" for k, v in busy.items()))
-                results.append(
-                    {
-                        "env": PLAN_DIMS[dims_key][0],
-                        "rung": name,
-                        "load_before": load0,
-                        "ms": {k: stats(v, 1e3) for k, v in times.items()},
-                        "busy_ms": {k: stats(v, 1e3) for k, v in busy.items()},
-                        "vs_before": {k: round(float(np.median(v)) / base, 3) for k, v in busy.items()},
-                    }
-                )
-    finally:
-        EnsembleLinear._member_params = cached  # type: ignore[method-assign]
-        GaussianEnsemble.nograd_chunk_rows = chunks
-    return {"results": results, "load_after": loadavg()}
 
 
 # ============================================================================================== mbpo
@@ -1515,27 +1440,6 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
                 f"{_gpu(gpu, lambda g, r=r: _gpu_plan_cell(g, r))} |"
             )
         add("")
-    if "ab" in res:
-        add("## Planning optimisations, one after the other (same run, interleaved)\n")
-        add(
-            "Process CPU time per action in ms (one torch thread; steadier than wall time on a loaded machine) and, in "
-            "brackets, its ratio to `before`. See `docs/perf_notes.md`.\n"
-        )
-        names = list(AB_VARIANTS)
-        add(
-            "| dims | rung | load | "
-            + " | ".join(names)
-            + " |\n| --- | --- | --- | "
-            + " | ".join("---" for _ in names)
-            + " |"
-        )
-        for r in res["ab"]["results"]:
-            add(
-                f"| {r['env']} | {r['rung']} | {r['load_before']} | "
-                + " | ".join(f"{fmt(r.get('busy_ms', r['ms'])[k])} ({r['vs_before'][k]:.2f})" for k in names)
-                + " |"
-            )
-        add("")
     if "mbpo" in res:
         b = res["mbpo"]
         st = b["settings"]
@@ -1652,7 +1556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help=f"comma-separated subset of {list(SECTIONS)}, or 'ab' (each planning optimisation on and off)",
+        help=f"comma-separated subset of {list(SECTIONS)}",
     )
     p.add_argument("--peer-json", default=str(PEER_JSON),
                    help="mbrl-lib's results of an earlier run (shown beside ours; no ratio: another run)")
@@ -1694,9 +1598,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {args.out} from {args.from_json}")
         return 0
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS) - set(EXTRA_SECTIONS))
+    unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        raise ValueError(f"sections: unknown {unknown}, allowed {list(SECTIONS + EXTRA_SECTIONS)}")
+        raise ValueError(f"sections: unknown {unknown}, allowed {list(SECTIONS)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: cuda requested but torch.cuda.is_available() is False")
@@ -1715,8 +1619,6 @@ def main(argv: list[str] | None = None) -> int:
         res["train"] = run_train(device, args.quick)
     if "plan" in sections:
         res["plan"] = run_plan(device, args.quick, budget)
-    if "ab" in sections:
-        res["ab"] = run_ab(device, args.quick, budget)
     if "mbpo" in sections:
         res["mbpo"] = run_mbpo(device, args.quick)
     peer = load_peer(Path(args.peer_json))
