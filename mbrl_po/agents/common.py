@@ -39,8 +39,10 @@ METRIC_COLUMNS = (
     "u",
     "model_fit_s",
     "wall_time",
+    "model_rollback",
 )
-"""Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain)."""
+"""Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain).
+``model_rollback`` came last so that older files keep their column positions (a resume rewrites the header)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,7 +173,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
+        return "nan" if math.isnan(v) else f"{v:.6g}"  # a NaN metric is a value, not an empty cell
     return str(v)
 
 
@@ -453,6 +455,8 @@ class AgentLoop:
         report = self.trainer.fit(data)
         self.trained_upto = len(data)
         row["model_fit_s"] = report.wall_time
+        if report.rolled_back:
+            row["model_rollback"] = 1
         if report.outer_steps:
             row["u"] = report.outer_steps[-1].get("u", report.outer_steps[-1].get("u_mean_diag"))
         self._log(wall_time=wall, **row)
