@@ -435,13 +435,26 @@ def agents_dir() -> Path:
 def read_agent_file(kind_or_path: str) -> dict[str, Any]:
     """Read ``agents/<kind>.toml`` (or a path) into a dict."""
     path = Path(kind_or_path)
+    avail = sorted(p.stem for p in agents_dir().glob("*.toml"))
     if path.suffix != ".toml":
         path = agents_dir() / f"{kind_or_path}.toml"
         if not path.exists():
-            avail = sorted(p.stem for p in agents_dir().glob("*.toml"))
             raise ValueError(f"agent: got {kind_or_path!r}, available {avail} (in {agents_dir()})")
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    elif not path.is_file():
+        raise ValueError(f"agent: {str(path)!r} does not exist; give an agent name {avail} or the path of an "
+                         f"agent TOML file")
+    return _read_toml(path, "agent")
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """``path`` parsed; a ValueError naming the file when it cannot be read or is not TOML."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {str(path)!r} ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}: {str(path)!r} is not valid TOML ({e}); fix or replace the file") from None
 
 
 def load_agent_config(
@@ -473,5 +486,4 @@ def load_agent_config(
 
 def load_run_config(path: str | Path) -> AgentConfig:
     """Read a resolved ``config.toml`` written into a run directory."""
-    with open(path, "rb") as f:
-        return _build(AgentConfig, tomllib.load(f), "")
+    return _build(AgentConfig, _read_toml(Path(path), "config"), "")

@@ -71,3 +71,99 @@ def test_nan_metrics_are_written_as_nan_not_blank(tmp_path):
     with open(run.metrics_path, newline="") as f:
         row = list(csv.DictReader(f))[-1]
     assert (row["model_nll"], row["rollout_error"], row["model_mse"], row["u"]) == ("nan", "nan", "0.5", "")
+
+
+# ---------------------------------------------------------------------------------------------- one writer
+HOLDER = """
+import fcntl, os, sys, time
+f = open(sys.argv[1], "a+"); fcntl.flock(f, fcntl.LOCK_EX); f.seek(0); f.truncate()
+f.write(f"{os.getpid()}\\n"); f.flush(); print("locked", flush=True); time.sleep(60)
+"""
+
+
+def _hold_lock(path):  # noqa: ANN001, ANN202
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_is_no_obstacle(tmp_path, capsys):
+    from mbrl_po.cli import main
+    from mbrl_po.errors import RunDirLockedError
+
+    cfg = load_agent_config("pets", "inverted_pendulum", TINY)
+    run = RunDir.create(tmp_path, cfg, "busy")
+    proc = _hold_lock(run.lock_path)
+    try:
+        assert main(["train", "--resume", str(run.path)]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by process {proc.pid}" in err and err.count("\n") == 1, err
+        with pytest.raises(RunDirLockedError, match=f"process {proc.pid}"):
+            RunDir(run.path).acquire_lock()
+    finally:
+        proc.kill()  # SIGKILL: no cleanup; the kernel drops the flock, the pid stays in the file
+        proc.wait()
+    assert run.lock_path.read_text().strip() == str(proc.pid)
+    again = RunDir(run.path)
+    again.acquire_lock()  # the stale lock is recognised
+    assert again.lock_path.read_text().strip() == str(__import__("os").getpid())
+    with pytest.raises(RunDirLockedError):  # held by this process now: a second writer here is refused too
+        RunDir(run.path).acquire_lock()
+    again.release_lock()
+    RunDir(run.path).acquire_lock()
+
+
+def test_default_names_never_collide_and_names_stay_inside_the_runs_dir(tmp_path):
+    cfg = load_agent_config("pets", "inverted_pendulum", TINY)
+    names = {RunDir.default_name(cfg) for _ in range(50)}
+    assert len(names) == 50 and all(n.startswith("pets-inverted_pendulum-nll-s0-") for n in names)
+    a, b = RunDir.create(tmp_path, cfg), RunDir.create(tmp_path, cfg)
+    assert a.path != b.path and a.path.parent == b.path.parent == tmp_path
+    for bad in ("../x", "a/b", "..", "."):
+        with pytest.raises(ValueError, match="--name: got"):
+            RunDir.create(tmp_path, cfg, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([a.path.name, b.path.name])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "sac.gamma=5", "--agent", "sac"], "sac.gamma: got 5.0"),
+    (["--agent", "/nonexistent.toml"], "agent: '/nonexistent.toml' does not exist"),
+    (["--env", "BADID"], "env: task 'bad' has id 'InvertedPendulum-v6', which gymnasium cannot make"),
+    (["--steps", "10000000000"], "GiB, more than this machine's"),
+    (["--name", "../escape"], "--name: got '../escape'"),
+])
+def test_failed_starts_print_one_line_and_leave_nothing_on_disk(tmp_path, capsys, args, message):
+    from mbrl_po.cli import main
+
+    bad_task = tmp_path / "tasks" / "bad.toml"
+    bad_task.parent.mkdir()
+    bad_task.write_text('id = "InvertedPendulum-v6"\n')
+    args = [str(bad_task) if a == "BADID" else a for a in args]
+    runs = tmp_path / "runs"
+    assert main(["train", "--runs-dir", str(runs), "--device", "cpu", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not runs.exists()
+
+
+def test_an_unwritable_runs_dir_is_one_line(tmp_path, capsys):
+    from mbrl_po.cli import main
+
+    (tmp_path / "file").write_text("")
+    assert main(["train", "--runs-dir", str(tmp_path / "file"), "--device", "cpu", "--env", "inverted_pendulum",
+                 "--steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--runs-dir: cannot create" in err and "choose a folder you can write to" in err and err.count("\n") == 1
+
+
+def test_resume_refuses_config_flags_instead_of_ignoring_them(tmp_path, capsys):
+    from mbrl_po.cli import main
+
+    run = RunDir.create(tmp_path, load_agent_config("pets", "inverted_pendulum", TINY), "r")
+    assert main(["train", "--resume", str(run.path), "--steps", "500"]) == 2
+    assert "--resume: a resumed run keeps the config" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "has no config.toml" in capsys.readouterr().err

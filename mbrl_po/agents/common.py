@@ -7,6 +7,7 @@ import csv
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -18,6 +19,7 @@ import torch
 from mbrl_po.config import AgentConfig, load_run_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 from mbrl_po.envs.task import TaskConfig, load_task, make_env
+from mbrl_po.errors import RunDirLockedError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.training.bilevel import BilevelSolver
@@ -55,25 +57,119 @@ def resolve_device(name: str) -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------------- run dir
+LOCK_FILE = ".lock"
+"""The run directory's lock file: ``fcntl.flock``-ed by the one process writing the run, which writes its pid."""
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is a plain directory name (it stays inside ``--runs-dir``); a ValueError otherwise."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ValueError(f"--name: got {name!r}, allowed a plain directory name (no '/', not '.' or '..')")
+    return name
+
+
 class RunDir:
-    """A run's directory: ``config.toml``, ``metrics.csv``, ``checkpoints/``, ``learning_curve.png``."""
+    """A run's directory: ``config.toml``, ``metrics.csv``, ``checkpoints/``, ``learning_curve.png``.
+
+    One process writes a run directory: :meth:`acquire_lock` takes an exclusive ``fcntl.flock`` on
+    ``<run>/.lock`` (the command line does, for ``train`` and ``train --resume``) and holds it until
+    :meth:`release_lock` or the process ends; the kernel releases it when the process dies, so a lock left by a
+    killed process is never in the way.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
+        self._lock: Any = None
+
+    @staticmethod
+    def default_name(cfg: AgentConfig) -> str:
+        """``<kind>-<env>-<objective label | modelfree>-s<seed>-<YYYYmmdd-HHMMSS>-<6 hex>``: the random suffix
+        keeps two runs started in the same second apart."""
+        label = cfg.objective.label() if cfg.kind != "sac" else "modelfree"
+        env = Path(cfg.env).stem if "/" in cfg.env or cfg.env.endswith(".toml") else cfg.env
+        return f"{cfg.kind}-{env}-{label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
-    def create(cls, root: str | Path, cfg: AgentConfig, name: str | None = None) -> RunDir:
-        label = cfg.objective.label() if cfg.kind != "sac" else "modelfree"
-        name = name or f"{cfg.kind}-{cfg.env}-{label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = cls(Path(root) / name)
-        if run.path.exists() and any(run.path.iterdir()):
+    def create(cls, root: str | Path, cfg: AgentConfig, name: str | None = None, lock: bool = False) -> RunDir:
+        """Make ``root/name`` (default :meth:`default_name`) with ``config.toml`` and the metrics header.
+
+        Args:
+            root: parent folder (``--runs-dir``); made if missing.
+            cfg: the resolved config, written as ``config.toml``.
+            name: a plain directory name (no ``/``, not ``..``).
+            lock: take the run's lock (:meth:`acquire_lock`) before writing anything into it.
+
+        Raises:
+            ValueError: a bad name, a root that cannot be written, or a directory that already holds a run.
+            RunDirLockedError: ``lock`` and another live process holds the directory.
+        """
+        run = cls(Path(root) / check_run_name(name or cls.default_name(cfg)))
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--runs-dir: cannot create {run.path} ({e.strerror or e}); choose a folder you can "
+                             f"write to") from None
+        if lock:
+            run.acquire_lock()
+        if any(p.name != LOCK_FILE for p in run.path.iterdir()):
+            run.release_lock()
             raise ValueError(f"run_dir: {run.path} exists and is not empty; use --resume to continue it")
-        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (run.path / "config.toml").write_text(cfg.to_toml())
-        with open(run.metrics_path, "w", newline="") as f:
-            csv.writer(f).writerow(METRIC_COLUMNS)
+        try:
+            run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (run.path / "config.toml").write_text(cfg.to_toml())
+            with open(run.metrics_path, "w", newline="") as f:
+                csv.writer(f).writerow(METRIC_COLUMNS)
+        except OSError as e:
+            raise ValueError(f"--runs-dir: cannot write into {run.path} ({e.strerror or e}); choose a folder you "
+                             f"can write to") from None
         return run
+
+    # ------------------------------------------------------------------ one writer
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def acquire_lock(self) -> None:
+        """Take the run's exclusive lock for this process (a no-op when this object holds it already).
+
+        Raises:
+            RunDirLockedError: another live process holds it; the message names its pid.
+            ValueError: the directory does not exist or the lock file cannot be written.
+        """
+        if self._lock is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: one writer is then up to the user
+            return
+        if not self.path.is_dir():
+            raise ValueError(f"run_dir: {self.path} does not exist or is not a directory")
+        try:
+            f = open(self.lock_path, "a+")  # noqa: SIM115 - held open for the run's life
+        except OSError as e:
+            raise ValueError(f"run_dir: cannot write the lock file {self.lock_path} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise RunDirLockedError(
+                f"run_dir: {self.path} is in use by process {holder} (it holds {self.lock_path}); one process "
+                f"writes a run: wait for it to end or stop it, then continue with --resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock = f
+
+    def release_lock(self) -> None:
+        """Give the lock back (closing the file releases the flock); a no-op when not held."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def metrics_path(self) -> Path:
