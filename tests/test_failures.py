@@ -10,7 +10,6 @@ import torch
 from mbrl_po.agents.common import RunDir
 from mbrl_po.agents.pets import PETS
 from mbrl_po.config import load_agent_config
-from mbrl_po.envs.toy import point_mass_task
 from mbrl_po.errors import NonFiniteModelError
 from mbrl_po.planning import MPCAgent, make_optimizer
 
@@ -25,7 +24,7 @@ TINY = {
 def _pets(tmp_path, name="run", **over):  # noqa: ANN001, ANN003
     cfg = load_agent_config("pets", "inverted_pendulum", {**TINY, **over})
     run = RunDir.create(tmp_path, cfg, name)
-    return PETS(cfg, run, task=point_mass_task(), progress=False), run
+    return PETS(cfg, run, progress=False), run
 
 
 def _nan_weight(model) -> None:  # noqa: ANN001
@@ -167,3 +166,51 @@ def test_resume_refuses_config_flags_instead_of_ignoring_them(tmp_path, capsys):
     assert "--resume: a resumed run keeps the config" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "has no config.toml" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _strip(rows):  # noqa: ANN001, ANN202
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one_and_resumes_exactly(tmp_path, damage):
+    full, full_run = _pets(tmp_path, "full", steps=67)
+    full.train()
+    agent, run = _pets(tmp_path, "broken", steps=67)
+    agent.train()
+    assert run.previous_checkpoint_path.exists() and not list(run.ckpt_dir.glob("*.tmp"))
+    prev_step = RunDir._read_checkpoint(run.previous_checkpoint_path)["step"]
+    data = run.checkpoint_path.read_bytes()
+    run.checkpoint_path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
+                                     "garbage": b"not a checkpoint" * 10}[damage])
+    with pytest.warns(RuntimeWarning, match=f"resuming from the previous checkpoint \\(env step {prev_step}\\)"):
+        resumed = PETS.resume(RunDir(run.path), progress=False)
+    assert resumed.step == prev_step < full.step, (prev_step, full.step)
+    resumed.train()
+    assert _strip(run.read_metrics()) == _strip(full_run.read_metrics())
+    assert (run.ckpt_dir / "latest.pt.corrupt").exists()
+
+
+def test_broken_buffers_metrics_and_leftover_tmp_files_are_one_line_errors(tmp_path, capsys):
+    from mbrl_po.cli import main
+
+    agent, run = _pets(tmp_path)
+    agent.train()
+    (run.ckpt_dir / ".buffer-000000999.npz.abc.tmp").write_bytes(b"half a buffer")
+    state = RunDir._read_checkpoint(run.checkpoint_path)
+    buf = run.ckpt_dir / state["buffer_files"]["buffer"]
+    data = buf.read_bytes()
+    buf.write_bytes(data[: len(data) // 3])
+    assert main(["train", "--resume", str(run.path)]) == 2
+    err = capsys.readouterr().err
+    assert f"the buffer file {buf} cannot be read" in err and err.count("\n") == 1, err
+    buf.unlink()
+    assert main(["train", "--resume", str(run.path)]) == 2
+    assert f"the buffer file {buf} named by the checkpoint is missing" in capsys.readouterr().err
+    buf.write_bytes(data)
+    run.metrics_path.unlink()
+    assert main(["train", "--resume", str(run.path)]) == 2
+    assert f"metrics: {run.metrics_path} is missing" in capsys.readouterr().err
+    run.save_checkpoint(agent.state_dict(), agent._buffers())  # a save clears what an interrupted one left
+    assert not list(run.ckpt_dir.glob("*.tmp")) and not list(run.ckpt_dir.glob(".*.tmp"))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -19,7 +21,7 @@ import torch
 from mbrl_po.config import AgentConfig, load_run_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 from mbrl_po.envs.task import TaskConfig, load_task, make_env
-from mbrl_po.errors import RunDirLockedError
+from mbrl_po.errors import CheckpointError, RunDirLockedError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.training.bilevel import BilevelSolver
@@ -194,12 +196,20 @@ class RunDir:
             f.flush()
 
     def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics_path.is_file():
+            raise CheckpointError(f"metrics: {self.metrics_path} is missing; restore it, or delete "
+                                  f"{self.ckpt_dir} and {self.metrics_path.name} to start the run over")
         with open(self.metrics_path, newline="") as f:
             return list(csv.DictReader(f))
 
     def truncate_metrics(self, env_step: int) -> None:
-        """Drop rows logged after ``env_step`` (they will be logged again by the resumed run)."""
-        rows = [r for r in self.read_metrics() if int(r["env_step"]) <= env_step]
+        """Drop rows logged after ``env_step`` (they will be logged again by the resumed run); rewrites the
+        header with the current :data:`METRIC_COLUMNS`. A run without a checkpoint (``env_step < 0``) and
+        without a metrics file gets a fresh one."""
+        if env_step < 0 and not self.metrics_path.exists():
+            rows: list[dict[str, str]] = []
+        else:
+            rows = [r for r in self.read_metrics() if int(r["env_step"]) <= env_step]
         tmp = self.metrics_path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
@@ -207,13 +217,21 @@ class RunDir:
             w.writerows(rows)
         os.replace(tmp, self.metrics_path)
 
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        return self.ckpt_dir / "previous.pt"
+
     def save_checkpoint(self, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
         """Write a checkpoint so that a kill at any moment leaves the previous one intact.
 
-        Each buffer goes to a new file named after the checkpoint's env step; ``latest.pt`` (which names those
-        files) is then replaced atomically; only after that are the previous buffer files removed.
+        Each buffer goes to a new file named after the checkpoint's env step; the current ``latest.pt`` is
+        kept as ``previous.pt`` (a hard link, so ``latest.pt`` never goes missing) and the new one then
+        replaces ``latest.pt`` atomically; only after that are the buffer files neither of them names removed,
+        with any ``.tmp`` left by an interrupted save. A resume whose ``latest.pt`` is unreadable falls back
+        to ``previous.pt``.
         """
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_tmp_files()
         tag = f"{int(state.get('step', 0)):09d}"
         files = {}
         for name, buf in buffers.items():
@@ -221,23 +239,91 @@ class RunDir:
             buf.save(self.ckpt_dir / files[name])
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save({**state, "buffer_files": files}, tmp)
+        if self.checkpoint_path.exists():
+            link = self.previous_checkpoint_path.with_suffix(".pt.tmp")
+            link.unlink(missing_ok=True)
+            os.link(self.checkpoint_path, link)
+            os.replace(link, self.previous_checkpoint_path)
         os.replace(tmp, self.checkpoint_path)
-        keep = set(files.values())
+        keep = set(files.values()) | set(self._buffer_files_of(self.previous_checkpoint_path).values())
         for old in self.ckpt_dir.glob("*.npz"):
             if old.name not in keep:
                 old.unlink()
 
+    def _remove_tmp_files(self) -> None:
+        """Delete what an interrupted save left (``*.tmp``: buffer temp files, ``latest.tmp``)."""
+        for tmp in list(self.ckpt_dir.glob("*.tmp")) + list(self.ckpt_dir.glob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+
+    def _buffer_files_of(self, path: Path) -> dict[str, str]:
+        """The buffer files a checkpoint names; ``{}`` (and the checkpoint removed) when it cannot be read."""
+        if not path.exists():
+            return {}
+        try:
+            return dict(self._read_checkpoint(path).get("buffer_files", {}))
+        except ValueError:
+            path.unlink(missing_ok=True)
+            return {}
+
+    @staticmethod
+    def _read_checkpoint(path: Path) -> dict[str, Any]:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - truncated, empty or garbage files raise many kinds of errors
+            raise CheckpointError(f"resume: {path} cannot be read ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise CheckpointError(f"resume: {path} is not an mbrl-po checkpoint (no 'step')")
+        return state
+
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint's state, None when the run has none.
+
+        An unreadable ``latest.pt`` (truncated, empty, garbage) is moved aside to ``latest.pt.corrupt`` and the
+        run resumes from ``previous.pt`` with a warning; a :class:`CheckpointError` naming the file when
+        there is no readable previous checkpoint either.
+        """
         if not self.checkpoint_path.exists():
+            if self.previous_checkpoint_path.exists():  # killed between the two renames of an old layout
+                return self._fall_back("is missing")
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:
+            return self._read_checkpoint(self.checkpoint_path)
+        except CheckpointError as e:
+            return self._fall_back(str(e).removeprefix(f"resume: {self.checkpoint_path} "), error=e)
+
+    def _fall_back(self, why: str, error: CheckpointError | None = None) -> dict[str, Any]:
+        prev = self.previous_checkpoint_path
+        if not prev.exists():
+            raise CheckpointError(f"resume: {self.checkpoint_path} {why} and there is no previous checkpoint; "
+                                  f"delete {self.ckpt_dir} to start the run over") from error
+        try:
+            state = self._read_checkpoint(prev)
+        except CheckpointError:
+            raise CheckpointError(f"resume: {self.checkpoint_path} {why} and {prev} cannot be read either; delete "
+                                  f"{self.ckpt_dir} to start the run over") from error
+        if self.checkpoint_path.exists():
+            os.replace(self.checkpoint_path, self.checkpoint_path.with_suffix(".pt.corrupt"))
+        os.replace(prev, self.checkpoint_path)  # so the next save keeps it as previous.pt
+        msg = (f"resume: {self.checkpoint_path.name} {why}; resuming from the previous checkpoint (env step "
+               f"{state['step']}) instead")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        print(f"mbrl-po: warning: {msg}", file=sys.stderr)
+        return state
 
     def load_buffer(self, state: dict[str, Any], name: str) -> ReplayBuffer:
         """The replay buffer ``name`` saved with the checkpoint ``state``."""
         files = state.get("buffer_files", {})
         if name not in files:
-            raise ValueError(f"resume: checkpoint has no buffer {name!r} (has {sorted(files)})")
-        return ReplayBuffer.load(self.ckpt_dir / files[name])
+            raise CheckpointError(f"resume: checkpoint has no buffer {name!r} (has {sorted(files)})")
+        path = self.ckpt_dir / files[name]
+        if not path.is_file():
+            raise CheckpointError(f"resume: the buffer file {path} named by the checkpoint is missing; the run "
+                                  f"cannot resume exactly: delete {self.ckpt_dir} to start it over")
+        try:
+            return ReplayBuffer.load(path)
+        except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, bad header: one message
+            raise CheckpointError(f"resume: the buffer file {path} cannot be read ({type(e).__name__}: {e}); "
+                                  f"delete {self.ckpt_dir} to start the run over") from None
 
     def plot(self, title: str) -> Path | None:
         """Learning curve (episode and eval returns vs env steps) next to metrics.csv."""
