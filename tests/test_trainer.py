@@ -206,3 +206,12 @@ def test_fit_on_transition_data_refuses_nan():
     data = TransitionData(obs, act, nxt, rew, torch.zeros(50, dtype=torch.bool))
     with pytest.raises(ValueError, match="next_obs: contains 1 NaN or inf values"):
         _trainer(_model(), max_epochs=1).fit(data)
+
+
+def test_string_arrays_and_a_fit_without_holdout_are_reported():
+    obs, act, nxt, rew = _data(n=20)
+    with pytest.raises(ValueError, match="obs: expected a numeric array, got dtype <U"):
+        _trainer(_model(), max_epochs=1).fit(obs.astype(str), act, nxt, rew)
+    with pytest.warns(RuntimeWarning, match="1 transition\\(s\\) leave no held-out row"):
+        report = _trainer(_model(), max_epochs=1).fit(obs[:1], act[:1], nxt[:1], rew[:1])
+    assert report.holdout_size == 0 and report.train_size == 1

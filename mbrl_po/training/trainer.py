@@ -325,6 +325,10 @@ class DynamicsTrainer:
         x_train = model.make_inputs(train.obs, train.actions)
         y_train = model.make_targets(train.obs, train.next_obs, train.rewards)
         has_holdout = hold_idx.numel() > 0
+        if not has_holdout and self.holdout_fraction > 0:
+            warnings.warn(f"fit: {len(data)} transition(s) leave no held-out row (holdout_fraction="
+                          f"{self.holdout_fraction}); early stopping and the elites use the training rows",
+                          RuntimeWarning, stacklevel=2)
         if has_holdout:
             hold = data.index(hold_idx.to(data.obs.device))
             x_hold = model.make_inputs(hold.obs, hold.actions)
