@@ -180,6 +180,7 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one_and_resumes_e
     agent, run = _pets(tmp_path, "broken", steps=67)
     agent.train()
     assert run.previous_checkpoint_path.exists() and not list(run.ckpt_dir.glob("*.tmp"))
+    assert len(list(run.ckpt_dir.glob("*.npz"))) == len(list(run.previous_dir.glob("*.npz"))) == 1
     prev_step = RunDir._read_checkpoint(run.previous_checkpoint_path)["step"]
     data = run.checkpoint_path.read_bytes()
     run.checkpoint_path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
@@ -189,7 +190,7 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one_and_resumes_e
     assert resumed.step == prev_step < full.step, (prev_step, full.step)
     resumed.train()
     assert _strip(run.read_metrics()) == _strip(full_run.read_metrics())
-    assert (run.ckpt_dir / "latest.pt.corrupt").exists()
+    assert (run.ckpt_dir / "latest.pt.corrupt").exists() and run.previous_checkpoint_path.exists()
 
 
 def test_broken_buffers_metrics_and_leftover_tmp_files_are_one_line_errors(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -83,6 +84,7 @@ class RunDir:
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
         self._lock: Any = None
+        self._files: dict[str, str] | None = None  # buffer files named by latest.pt, once known
 
     @staticmethod
     def default_name(cfg: AgentConfig) -> str:
@@ -218,20 +220,27 @@ class RunDir:
         os.replace(tmp, self.metrics_path)
 
     @property
+    def previous_dir(self) -> Path:
+        """``checkpoints/previous/``: the checkpoint before ``latest.pt`` (its ``latest.pt`` and buffer files)."""
+        return self.ckpt_dir / "previous"
+
+    @property
     def previous_checkpoint_path(self) -> Path:
-        return self.ckpt_dir / "previous.pt"
+        return self.previous_dir / "latest.pt"
 
     def save_checkpoint(self, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
         """Write a checkpoint so that a kill at any moment leaves the previous one intact.
 
-        Each buffer goes to a new file named after the checkpoint's env step; the current ``latest.pt`` is
-        kept as ``previous.pt`` (a hard link, so ``latest.pt`` never goes missing) and the new one then
-        replaces ``latest.pt`` atomically; only after that are the buffer files neither of them names removed,
-        with any ``.tmp`` left by an interrupted save. A resume whose ``latest.pt`` is unreadable falls back
-        to ``previous.pt``.
+        The current checkpoint (``latest.pt`` and the buffer files it names) is first hard-linked into
+        ``checkpoints/previous/`` (no copy); each buffer then goes to a new file named after the checkpoint's
+        env step, and ``latest.pt`` (which names those files) is replaced atomically; only after that are the
+        older buffer files in ``checkpoints/`` removed, with any ``.tmp`` left by an interrupted save. A
+        resume whose ``latest.pt`` is unreadable falls back to ``previous/``.
         """
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self._remove_tmp_files()
+        if self.checkpoint_path.exists():
+            self._keep_as_previous()
         tag = f"{int(state.get('step', 0)):09d}"
         files = {}
         for name, buf in buffers.items():
@@ -239,31 +248,37 @@ class RunDir:
             buf.save(self.ckpt_dir / files[name])
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save({**state, "buffer_files": files}, tmp)
-        if self.checkpoint_path.exists():
-            link = self.previous_checkpoint_path.with_suffix(".pt.tmp")
-            link.unlink(missing_ok=True)
-            os.link(self.checkpoint_path, link)
-            os.replace(link, self.previous_checkpoint_path)
         os.replace(tmp, self.checkpoint_path)
-        keep = set(files.values()) | set(self._buffer_files_of(self.previous_checkpoint_path).values())
+        self._files = dict(files)
+        keep = set(files.values())
         for old in self.ckpt_dir.glob("*.npz"):
             if old.name not in keep:
                 old.unlink()
 
+    def _keep_as_previous(self) -> None:
+        """Hard-link ``latest.pt`` and its buffer files into ``previous/`` (built aside, then swapped in)."""
+        files = getattr(self, "_files", None)
+        if files is None:
+            try:
+                files = dict(self._read_checkpoint(self.checkpoint_path).get("buffer_files", {}))
+            except CheckpointError:
+                return  # an unreadable latest.pt is not worth keeping
+        staging = self.ckpt_dir / "previous.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name in [self.checkpoint_path.name, *files.values()]:
+            if not (self.ckpt_dir / name).exists():
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            os.link(self.ckpt_dir / name, staging / name)
+        shutil.rmtree(self.previous_dir, ignore_errors=True)
+        os.replace(staging, self.previous_dir)
+
     def _remove_tmp_files(self) -> None:
-        """Delete what an interrupted save left (``*.tmp``: buffer temp files, ``latest.tmp``)."""
+        """Delete what an interrupted save left (``*.tmp``: buffer temp files, ``latest.tmp``, ``previous.tmp/``)."""
+        shutil.rmtree(self.ckpt_dir / "previous.tmp", ignore_errors=True)
         for tmp in list(self.ckpt_dir.glob("*.tmp")) + list(self.ckpt_dir.glob(".*.tmp")):
             tmp.unlink(missing_ok=True)
-
-    def _buffer_files_of(self, path: Path) -> dict[str, str]:
-        """The buffer files a checkpoint names; ``{}`` (and the checkpoint removed) when it cannot be read."""
-        if not path.exists():
-            return {}
-        try:
-            return dict(self._read_checkpoint(path).get("buffer_files", {}))
-        except ValueError:
-            path.unlink(missing_ok=True)
-            return {}
 
     @staticmethod
     def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -279,19 +294,19 @@ class RunDir:
         """The last checkpoint's state, None when the run has none.
 
         An unreadable ``latest.pt`` (truncated, empty, garbage) is moved aside to ``latest.pt.corrupt`` and the
-        run resumes from ``previous.pt`` with a warning; a :class:`CheckpointError` naming the file when
-        there is no readable previous checkpoint either.
+        run resumes from ``previous/`` with a warning; a :class:`CheckpointError` naming the file when there
+        is no readable previous checkpoint either.
         """
         if not self.checkpoint_path.exists():
-            if self.previous_checkpoint_path.exists():  # killed between the two renames of an old layout
-                return self._fall_back("is missing")
             return None
         try:
-            return self._read_checkpoint(self.checkpoint_path)
+            state = self._read_checkpoint(self.checkpoint_path)
         except CheckpointError as e:
-            return self._fall_back(str(e).removeprefix(f"resume: {self.checkpoint_path} "), error=e)
+            state = self._fall_back(str(e).removeprefix(f"resume: {self.checkpoint_path} "), error=e)
+        self._files = dict(state.get("buffer_files", {}))
+        return state
 
-    def _fall_back(self, why: str, error: CheckpointError | None = None) -> dict[str, Any]:
+    def _fall_back(self, why: str, error: CheckpointError) -> dict[str, Any]:
         prev = self.previous_checkpoint_path
         if not prev.exists():
             raise CheckpointError(f"resume: {self.checkpoint_path} {why} and there is no previous checkpoint; "
@@ -301,10 +316,13 @@ class RunDir:
         except CheckpointError:
             raise CheckpointError(f"resume: {self.checkpoint_path} {why} and {prev} cannot be read either; delete "
                                   f"{self.ckpt_dir} to start the run over") from error
-        if self.checkpoint_path.exists():
-            os.replace(self.checkpoint_path, self.checkpoint_path.with_suffix(".pt.corrupt"))
-        os.replace(prev, self.checkpoint_path)  # so the next save keeps it as previous.pt
-        msg = (f"resume: {self.checkpoint_path.name} {why}; resuming from the previous checkpoint (env step "
+        os.replace(self.checkpoint_path, self.checkpoint_path.with_suffix(".pt.corrupt"))
+        for f in self.previous_dir.iterdir():  # the previous checkpoint becomes the current one
+            if f.name != prev.name:
+                os.replace(f, self.ckpt_dir / f.name)
+        os.replace(prev, self.checkpoint_path)
+        self.previous_dir.rmdir()
+        msg = (f"resume: {self.checkpoint_path} {why}; resuming from the previous checkpoint (env step "
                f"{state['step']}) instead")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         print(f"mbrl-po: warning: {msg}", file=sys.stderr)
