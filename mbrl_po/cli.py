@@ -26,6 +26,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mbrl_po.config import AGENT_KINDS, load_agent_config, parse_set
+from mbrl_po.errors import MbrlPoError
 
 
 def _agent_class(kind: str) -> Any:
@@ -65,19 +66,39 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. planner.horizon=20")
 
 
+def _resume_flags(args: argparse.Namespace) -> list[str]:
+    """The config flags given with ``--resume`` (a resumed run keeps its ``config.toml``)."""
+    flags = {"--steps": args.steps, "--seed": args.seed, "--device": args.device, "--env": args.env,
+             "--objective": args.objective, "--reward-matrix": args.reward_matrix, "--set": args.set,
+             "--name": args.name}
+    given = [k for k, v in flags.items() if v is not None]
+    return given + (["--agent"] if args.agent != "pets" else [])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from mbrl_po.agents.common import RunDir
+    from mbrl_po.agents.common import RunDir, check_run_name
 
     if args.resume:
+        given = _resume_flags(args)
+        if given:
+            raise ValueError(f"--resume: a resumed run keeps the config in {args.resume}/config.toml; drop "
+                             f"{', '.join(given)} (or start a new run with them)")
         run = RunDir(args.resume)
+        if not (run.path / "config.toml").is_file():
+            raise ValueError(f"--resume: {run.path} has no config.toml; is it a run directory?")
+        run.acquire_lock()  # one writer per run directory, held until this process ends
         cfg = run.config()
         agent = _agent_class(cfg.kind).resume(run)
         print(f"resuming {run.path} at env step {agent.step}", file=sys.stderr)
     else:
         cfg = load_agent_config(args.agent, args.env, _overrides(args))
-        run = RunDir.create(args.runs_dir, cfg, args.name)
+        if args.name is not None:
+            check_run_name(args.name)
+        # the envs, buffers and networks first: a start that fails leaves nothing on disk
+        agent = _agent_class(cfg.kind)(cfg, None)
+        run = RunDir.create(args.runs_dir, cfg, args.name, lock=True)
+        agent.run = run
         print(f"run directory: {run.path}", file=sys.stderr)
-        agent = _agent_class(cfg.kind)(cfg, run)
     result = agent.train()
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
     print(f"metrics: {run.metrics_path}")
@@ -153,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run an agent (pets | mbpo | sac) on a task")
     _add_config_args(p)
     p.add_argument("--runs-dir", default="runs", help="parent folder of run directories")
-    p.add_argument("--name", default=None, help="run directory name (default: agent-env-objective-seed-time)")
+    p.add_argument("--name", default=None, help="run directory name (default: agent-env-objective-seed-time-suffix)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its checkpoint")
     p.set_defaults(func=cmd_train)
 
@@ -205,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    except ValueError as e:  # configuration errors: one clear line, no traceback
+    except (ValueError, MbrlPoError) as e:  # expected failures: one line naming the file or field, no traceback
         print(f"mbrl-po: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import os
 import tomllib
 import types
@@ -43,10 +44,52 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}: got {value!r}, allowed {list(allowed)}{hint}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
+    """An integer ``> 0`` (``>= 0`` with ``allow_zero``); a ValueError naming ``name`` otherwise."""
+    _integer(name, value, 0 if allow_zero else 1)
+
+
+def _integer(name: str, value: Any, minimum: int = 1) -> None:
+    """An integer (not a bool) ``>= minimum``; a ValueError naming ``name`` and the allowed range otherwise."""
+    if not _is_int(value) or value < minimum:
+        allowed = "> 0" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name}: got {value!r}, allowed an integer {allowed}")
+
+
+def _real(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+          low_open: bool = False, high_open: bool = False) -> None:
+    """A finite number inside ``[low, high]`` (an end is excluded with ``low_open`` / ``high_open``; None: no
+    bound); a ValueError naming ``name`` and the allowed range otherwise (NaN and inf are never allowed)."""
+    ok = _is_real(value) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
     if not ok:
-        raise ValueError(f"{name}: got {value!r}, allowed {'>= 0' if allow_zero else '> 0'}")
+        if low is not None and high is not None:
+            allowed = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            allowed = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            allowed = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            allowed = "a finite number"
+        raise ValueError(f"{name}: got {value!r}, allowed {allowed}")
+
+
+def _sizes(name: str, value: tuple[Any, ...], allow_empty: bool = False) -> None:
+    """A tuple of integers ``> 0`` (layer widths); a ValueError naming ``name`` otherwise."""
+    if (not value and not allow_empty) or not all(_is_int(v) and v > 0 for v in value):
+        raise ValueError(f"{name}: got {list(value)!r}, allowed a {'' if allow_empty else 'non-empty '}"
+                         f"list of integers > 0")
 
 
 @dataclass(frozen=True)
@@ -74,6 +117,11 @@ class ModelSection:
             raise ValueError(
                 f"model.num_elites: got {self.num_elites}, allowed <= ensemble_size ({self.ensemble_size})"
             )
+        _sizes("model.hidden_sizes", self.hidden_sizes)
+        _real("model.lr", self.lr, 0, low_open=True)
+        _real("model.weight_decay", self.weight_decay, 0)
+        _real("model.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
+        _real("model.grad_clip", self.grad_clip, 0, low_open=True)
         _choice("model.precision", self.precision, ("float32", "bf16"))
         _choice("model.activation", self.activation, ("silu", "relu", "tanh", "elu"))
 
@@ -103,7 +151,10 @@ class ObjectiveSection:
     def __post_init__(self) -> None:
         _choice("objective.name", self.name, OBJECTIVE_NAMES)
         _choice("objective.reward_matrix", self.reward_matrix, REWARD_MATRIX_NAMES)
-        _positive("objective.entropy_weight", self.entropy_weight)
+        _real("objective.entropy_weight", self.entropy_weight, 0, low_open=True)
+        _integer("objective.num_samples", self.num_samples, 1)
+        _real("objective.bilevel_lr", self.bilevel_lr, 0, low_open=True)
+        _integer("objective.bilevel_iterations", self.bilevel_iterations, 1)
         _choice("objective.estimator", self.estimator, ("score", "pathwise"))
         _choice("objective.baseline", self.baseline, ("loo", "none"))
         _choice("objective.reward_transform", self.reward_transform, ("none", "normalize", "rbf"))
@@ -115,6 +166,9 @@ class ObjectiveSection:
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
                              f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
         _choice("objective.learned_base", self.learned_base, ("", "residual"))
+        if self.name == "pg" and self.estimator == "score" and self.baseline == "loo" and self.num_samples < 2:
+            raise ValueError(f"objective.num_samples: got {self.num_samples!r}, allowed an integer >= 2 with the "
+                             f"score estimator's 'loo' baseline (or set objective.baseline='none')")
         if self.name == "pg" and self.learned_base:
             if self.reward_matrix != "learned" or self.structure == "full" or self.learned_init != "identity":
                 raise ValueError(f"objective.learned_base: got {self.learned_base!r} with reward_matrix="
@@ -145,8 +199,11 @@ class PlannerSection:
         _choice("planner.optimizer", self.optimizer, OPTIMIZERS)
         _choice("planner.propagation", self.propagation, PROPAGATIONS)
         _choice("planner.reward", self.reward, ("task", "learned"))
-        for k in ("horizon", "population", "iterations", "particles"):
+        for k in ("horizon", "iterations", "particles"):
             _positive(f"planner.{k}", getattr(self, k))
+        _integer("planner.population", self.population, 2)
+        _real("planner.elite_fraction", self.elite_fraction, 0, 1, low_open=True)
+        _real("planner.alpha", self.alpha, 0, 1, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -181,10 +238,13 @@ class MBPOSection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rollout_schedule", tuple(self.rollout_schedule))
-        if len(self.rollout_schedule) != 4:
-            raise ValueError(f"mbpo.rollout_schedule: got {self.rollout_schedule!r}, allowed 4 integers")
-        if not 0 <= self.real_ratio <= 1:
-            raise ValueError(f"mbpo.real_ratio: got {self.real_ratio!r}, allowed [0, 1]")
+        sched = self.rollout_schedule
+        if len(sched) != 4 or not all(_is_int(v) for v in sched) or not (
+            0 <= sched[0] <= sched[1] and sched[2] >= 1 and sched[3] >= 1
+        ):
+            raise ValueError(f"mbpo.rollout_schedule: got {list(sched)!r}, allowed 4 integers [start_epoch >= 0, "
+                             f"end_epoch >= start_epoch, k_start >= 1, k_end >= 1]")
+        _real("mbpo.real_ratio", self.real_ratio, 0, 1)
         for k in ("epoch_length", "rollouts_per_step", "updates_per_step", "model_retain_epochs"):
             _positive(f"mbpo.{k}", getattr(self, k))
 
@@ -204,8 +264,22 @@ class SACSection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
-        if isinstance(self.target_entropy, str) and self.target_entropy != "auto":
-            raise ValueError(f"sac.target_entropy: got {self.target_entropy!r}, allowed 'auto' or a number")
+        _real("sac.learning_rate", self.learning_rate, 0, low_open=True)
+        _real("sac.gamma", self.gamma, 0, 1)
+        _real("sac.tau", self.tau, 0, 1, low_open=True)
+        for k in ("batch_size", "buffer_size", "updates_per_step"):
+            _positive(f"sac.{k}", getattr(self, k))
+        _sizes("sac.net_arch", self.net_arch, allow_empty=True)
+        if isinstance(self.target_entropy, str):
+            if self.target_entropy != "auto":
+                raise ValueError(f"sac.target_entropy: got {self.target_entropy!r}, allowed 'auto' or a finite "
+                                 f"number")
+        else:
+            try:
+                _real("sac.target_entropy", self.target_entropy)
+            except ValueError:
+                raise ValueError(f"sac.target_entropy: got {self.target_entropy!r}, allowed 'auto' or a finite "
+                                 f"number") from None
 
 
 @dataclass(frozen=True)
@@ -228,6 +302,9 @@ class AgentConfig:
         _choice("kind", self.kind, AGENT_KINDS)
         _choice("device", self.device, DEVICES)
         _positive("steps", self.steps)
+        _integer("seed", self.seed, 0)
+        if not isinstance(self.env, str) or not self.env:
+            raise ValueError(f"env: got {self.env!r}, allowed a task name (envs/<name>.toml) or a path")
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, sections as tables, less the ``OMIT_IF_DEFAULT`` fields that hold their default."""
@@ -358,13 +435,26 @@ def agents_dir() -> Path:
 def read_agent_file(kind_or_path: str) -> dict[str, Any]:
     """Read ``agents/<kind>.toml`` (or a path) into a dict."""
     path = Path(kind_or_path)
+    avail = sorted(p.stem for p in agents_dir().glob("*.toml"))
     if path.suffix != ".toml":
         path = agents_dir() / f"{kind_or_path}.toml"
         if not path.exists():
-            avail = sorted(p.stem for p in agents_dir().glob("*.toml"))
             raise ValueError(f"agent: got {kind_or_path!r}, available {avail} (in {agents_dir()})")
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+    elif not path.is_file():
+        raise ValueError(f"agent: {str(path)!r} does not exist; give an agent name {avail} or the path of an "
+                         f"agent TOML file")
+    return _read_toml(path, "agent")
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """``path`` parsed; a ValueError naming the file when it cannot be read or is not TOML."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {str(path)!r} ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}: {str(path)!r} is not valid TOML ({e}); fix or replace the file") from None
 
 
 def load_agent_config(
@@ -396,5 +486,4 @@ def load_agent_config(
 
 def load_run_config(path: str | Path) -> AgentConfig:
     """Read a resolved ``config.toml`` written into a run directory."""
-    with open(path, "rb") as f:
-        return _build(AgentConfig, tomllib.load(f), "")
+    return _build(AgentConfig, _read_toml(Path(path), "config"), "")

@@ -95,3 +95,59 @@ def test_bench_help_reaches_each_benchmark(capsys):
     assert main(["bench", "nope"]) == 2
     allowed = "['offline', 'u-landscape', 'speed', 'online', 'planner-sweep']"
     assert f"bench: got 'nope', allowed {allowed}" in capsys.readouterr().err
+
+
+# every value the issue-16 probe found accepted: each fails at load, naming the field and the allowed range
+BAD_VALUES = [
+    (["--set", "model.lr=-1"], "model.lr: got -1.0, allowed > 0"),
+    (["--set", "model.lr=nan"], "model.lr: got nan, allowed > 0"),
+    (["--set", "model.holdout_fraction=1.5"], "model.holdout_fraction: got 1.5, allowed [0, 1)"),
+    (["--set", "model.weight_decay=-1"], "model.weight_decay: got -1.0, allowed >= 0"),
+    (["--set", "model.grad_clip=-1"], "model.grad_clip: got -1.0, allowed > 0"),
+    (["--set", "planner.elite_fraction=2"], "planner.elite_fraction: got 2.0, allowed (0, 1]"),
+    (["--set", "planner.alpha=-3"], "planner.alpha: got -3.0, allowed [0, 1)"),
+    (["--set", "planner.population=1"], "planner.population: got 1, allowed an integer >= 2"),
+    (["--set", "objective.num_samples=0"], "objective.num_samples: got 0, allowed an integer > 0"),
+    (["--objective", "pg", "--set", "objective.num_samples=1"],
+     "objective.num_samples: got 1, allowed an integer >= 2"),
+    (["--set", "objective.bilevel_lr=-1"], "objective.bilevel_lr: got -1.0, allowed > 0"),
+    (["--set", "objective.bilevel_iterations=0"], "objective.bilevel_iterations: got 0, allowed an integer > 0"),
+    (["--set", "model.hidden_sizes=[0]"], "model.hidden_sizes: got [0], allowed a non-empty list of integers > 0"),
+    (["--set", "model.hidden_sizes=[-5]"], "model.hidden_sizes: got [-5], allowed"),
+    (["--set", 'model.hidden_sizes=["a"]'], "model.hidden_sizes: got ['a'], allowed"),
+    (["--set", "model.hidden_sizes=[]"], "model.hidden_sizes: got [], allowed"),
+    (["--set", "model.ensemble_size=true"], "model.ensemble_size: got True (bool), allowed a int"),
+    (["--set", "sac.net_arch=[-5]"], "sac.net_arch: got [-5], allowed a list of integers > 0"),
+    (["--set", "mbpo.rollout_schedule=[20,10,1,0]"], "mbpo.rollout_schedule: got [20, 10, 1, 0], allowed 4 integers"),
+    (["--set", "mbpo.rollout_schedule=[1,2,3]"], "mbpo.rollout_schedule: got [1, 2, 3], allowed 4 integers"),
+    (["--seed", "-1"], "seed: got -1, allowed an integer >= 0"),
+    (["--steps", "0"], "steps: got 0, allowed an integer > 0"),
+    (["--set", "sac.gamma=5"], "sac.gamma: got 5.0, allowed [0, 1]"),
+    (["--set", "sac.tau=0"], "sac.tau: got 0.0, allowed (0, 1]"),
+    (["--set", "sac.learning_rate=0"], "sac.learning_rate: got 0.0, allowed > 0"),
+    (["--set", "sac.target_entropy=nan"], "sac.target_entropy: got nan, allowed 'auto' or a finite number"),
+    (["--set", "sac.target_entropy=inf"], "sac.target_entropy: got inf, allowed 'auto' or a finite number"),
+    (["--set", "mbpo.real_ratio=nan"], "mbpo.real_ratio: got nan, allowed [0, 1]"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_show_config_refuses_each_bad_value_naming_field_and_range(args, message, capsys):
+    assert main(["show-config", "--agent", "mbpo", "--env", "hopper", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mbrl-po: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_sections_validate_when_built_directly_too():
+    from mbrl_po.config import ModelSection, PlannerSection, SACSection
+
+    with pytest.raises(ValueError, match=r"model.lr: got -0.5, allowed > 0"):
+        ModelSection(lr=-0.5)
+    with pytest.raises(ValueError, match=r"planner.elite_fraction: got 0.0, allowed \(0, 1\]"):
+        PlannerSection(elite_fraction=0.0)
+    with pytest.raises(ValueError, match="sac.target_entropy"):
+        SACSection(target_entropy=float("nan"))
+    # the edges that are allowed stay allowed
+    assert ModelSection(holdout_fraction=0.0, weight_decay=0.0).holdout_fraction == 0.0
+    assert PlannerSection(elite_fraction=1.0, alpha=0.0).elite_fraction == 1.0
+    assert SACSection(gamma=1.0, tau=1.0, target_entropy=-3.0, net_arch=()).gamma == 1.0

@@ -148,3 +148,70 @@ def test_fused_adam_matches_the_unfused_update():
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-5)
     assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in _model(0).parameters()]))
+
+
+# ---------------------------------------------------------------------------------------------- non-finite
+def _first_hidden(model):
+    return next(p for n, p in model.named_parameters() if "hidden" in n and p.ndim == 3)
+
+
+def test_a_nan_weight_before_a_fit_is_restored_from_the_last_finite_fit():
+    obs, act, nxt, rew = _data(n=200)
+    model = _model()
+    trainer = _trainer(model, max_epochs=3)
+    assert not trainer.fit(obs, act, nxt, rew).rolled_back
+    with torch.no_grad():
+        _first_hidden(model)[0, 0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match="NaN/inf before the fit; restored"):
+        report = trainer.fit(obs, act, nxt, rew)
+    assert report.rolled_back and report.nonfinite == "weights before the fit"
+    assert np.isfinite(report.holdout_nll)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_weights_gone_nan_during_a_fit_are_rolled_back_to_those_before_it():
+    obs, act, nxt, rew = _data(n=200)
+    model = _model()
+    trainer = _trainer(model, max_epochs=3)
+    trainer.fit(obs, act, nxt, rew)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = trainer.objective.loss
+    trainer.objective.loss = lambda m, b: (loss(m, b)[0] * float("nan"), {})  # every gradient becomes NaN
+    with pytest.warns(RuntimeWarning, match="became NaN/inf during this fit; rolled back"):
+        report = trainer.fit(obs, act, nxt, rew)
+    assert report.rolled_back and report.nonfinite in ("weights", "optimizer state")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # exactly the weights before the fit
+    assert np.isfinite(report.holdout_nll) and report.elites == model.elite_idx.tolist()
+    trainer.objective.loss = loss  # a later healthy fit starts from finite weights and optimizer state
+    assert not trainer.fit(obs, act, nxt, rew).rolled_back
+
+
+def test_a_nan_model_with_nothing_to_restore_stops_with_a_clear_error():
+    from mbrl_po.errors import NonFiniteModelError
+
+    obs, act, nxt, rew = _data(n=100)
+    model = _model()
+    with torch.no_grad():
+        _first_hidden(model)[0, 0, 0] = float("inf")
+    with pytest.raises(NonFiniteModelError, match="NaN/inf before the fit and this trainer has no earlier finite"):
+        _trainer(model, max_epochs=1).fit(obs, act, nxt, rew)
+
+
+def test_fit_on_transition_data_refuses_nan():
+    from mbrl_po.types import TransitionData
+
+    obs, act, nxt, rew = (torch.as_tensor(x) for x in _data(n=50))
+    nxt[3, 1] = float("nan")
+    data = TransitionData(obs, act, nxt, rew, torch.zeros(50, dtype=torch.bool))
+    with pytest.raises(ValueError, match="next_obs: contains 1 NaN or inf values"):
+        _trainer(_model(), max_epochs=1).fit(data)
+
+
+def test_string_arrays_and_a_fit_without_holdout_are_reported():
+    obs, act, nxt, rew = _data(n=20)
+    with pytest.raises(ValueError, match="obs: expected a numeric array, got dtype <U"):
+        _trainer(_model(), max_epochs=1).fit(obs.astype(str), act, nxt, rew)
+    with pytest.warns(RuntimeWarning, match="1 transition\\(s\\) leave no held-out row"):
+        report = _trainer(_model(), max_epochs=1).fit(obs[:1], act[:1], nxt[:1], rew[:1])
+    assert report.holdout_size == 0 and report.train_size == 1

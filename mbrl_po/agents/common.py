@@ -6,7 +6,11 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
+import sys
 import time
+import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -18,6 +22,7 @@ import torch
 from mbrl_po.config import AgentConfig, load_run_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 from mbrl_po.envs.task import TaskConfig, load_task, make_env
+from mbrl_po.errors import CheckpointError, RunDirLockedError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.training.bilevel import BilevelSolver
@@ -39,8 +44,10 @@ METRIC_COLUMNS = (
     "u",
     "model_fit_s",
     "wall_time",
+    "model_rollback",
 )
-"""Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain)."""
+"""Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain).
+``model_rollback`` came last so that older files keep their column positions (a resume rewrites the header)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,25 +60,120 @@ def resolve_device(name: str) -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------------- run dir
+LOCK_FILE = ".lock"
+"""The run directory's lock file: ``fcntl.flock``-ed by the one process writing the run, which writes its pid."""
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is a plain directory name (it stays inside ``--runs-dir``); a ValueError otherwise."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise ValueError(f"--name: got {name!r}, allowed a plain directory name (no '/', not '.' or '..')")
+    return name
+
+
 class RunDir:
-    """A run's directory: ``config.toml``, ``metrics.csv``, ``checkpoints/``, ``learning_curve.png``."""
+    """A run's directory: ``config.toml``, ``metrics.csv``, ``checkpoints/``, ``learning_curve.png``.
+
+    One process writes a run directory: :meth:`acquire_lock` takes an exclusive ``fcntl.flock`` on
+    ``<run>/.lock`` (the command line does, for ``train`` and ``train --resume``) and holds it until
+    :meth:`release_lock` or the process ends; the kernel releases it when the process dies, so a lock left by a
+    killed process is never in the way.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.ckpt_dir = self.path / "checkpoints"
+        self._lock: Any = None
+        self._files: dict[str, str] | None = None  # buffer files named by latest.pt, once known
+
+    @staticmethod
+    def default_name(cfg: AgentConfig) -> str:
+        """``<kind>-<env>-<objective label | modelfree>-s<seed>-<YYYYmmdd-HHMMSS>-<6 hex>``: the random suffix
+        keeps two runs started in the same second apart."""
+        label = cfg.objective.label() if cfg.kind != "sac" else "modelfree"
+        env = Path(cfg.env).stem if "/" in cfg.env or cfg.env.endswith(".toml") else cfg.env
+        return f"{cfg.kind}-{env}-{label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
     @classmethod
-    def create(cls, root: str | Path, cfg: AgentConfig, name: str | None = None) -> RunDir:
-        label = cfg.objective.label() if cfg.kind != "sac" else "modelfree"
-        name = name or f"{cfg.kind}-{cfg.env}-{label}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = cls(Path(root) / name)
-        if run.path.exists() and any(run.path.iterdir()):
+    def create(cls, root: str | Path, cfg: AgentConfig, name: str | None = None, lock: bool = False) -> RunDir:
+        """Make ``root/name`` (default :meth:`default_name`) with ``config.toml`` and the metrics header.
+
+        Args:
+            root: parent folder (``--runs-dir``); made if missing.
+            cfg: the resolved config, written as ``config.toml``.
+            name: a plain directory name (no ``/``, not ``..``).
+            lock: take the run's lock (:meth:`acquire_lock`) before writing anything into it.
+
+        Raises:
+            ValueError: a bad name, a root that cannot be written, or a directory that already holds a run.
+            RunDirLockedError: ``lock`` and another live process holds the directory.
+        """
+        run = cls(Path(root) / check_run_name(name or cls.default_name(cfg)))
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--runs-dir: cannot create {run.path} ({e.strerror or e}); choose a folder you can "
+                             f"write to") from None
+        if lock:
+            run.acquire_lock()
+        if any(p.name != LOCK_FILE for p in run.path.iterdir()):
+            run.release_lock()
             raise ValueError(f"run_dir: {run.path} exists and is not empty; use --resume to continue it")
-        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (run.path / "config.toml").write_text(cfg.to_toml())
-        with open(run.metrics_path, "w", newline="") as f:
-            csv.writer(f).writerow(METRIC_COLUMNS)
+        try:
+            run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (run.path / "config.toml").write_text(cfg.to_toml())
+            with open(run.metrics_path, "w", newline="") as f:
+                csv.writer(f).writerow(METRIC_COLUMNS)
+        except OSError as e:
+            raise ValueError(f"--runs-dir: cannot write into {run.path} ({e.strerror or e}); choose a folder you "
+                             f"can write to") from None
         return run
+
+    # ------------------------------------------------------------------ one writer
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def acquire_lock(self) -> None:
+        """Take the run's exclusive lock for this process (a no-op when this object holds it already).
+
+        Raises:
+            RunDirLockedError: another live process holds it; the message names its pid.
+            ValueError: the directory does not exist or the lock file cannot be written.
+        """
+        if self._lock is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: one writer is then up to the user
+            return
+        if not self.path.is_dir():
+            raise ValueError(f"run_dir: {self.path} does not exist or is not a directory")
+        try:
+            f = open(self.lock_path, "a+")  # noqa: SIM115 - held open for the run's life
+        except OSError as e:
+            raise ValueError(f"run_dir: cannot write the lock file {self.lock_path} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise RunDirLockedError(
+                f"run_dir: {self.path} is in use by process {holder} (it holds {self.lock_path}); one process "
+                f"writes a run: wait for it to end or stop it, then continue with --resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock = f
+
+    def release_lock(self) -> None:
+        """Give the lock back (closing the file releases the flock); a no-op when not held."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def metrics_path(self) -> Path:
@@ -96,12 +198,20 @@ class RunDir:
             f.flush()
 
     def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics_path.is_file():
+            raise CheckpointError(f"metrics: {self.metrics_path} is missing; restore it, or delete "
+                                  f"{self.ckpt_dir} and {self.metrics_path.name} to start the run over")
         with open(self.metrics_path, newline="") as f:
             return list(csv.DictReader(f))
 
     def truncate_metrics(self, env_step: int) -> None:
-        """Drop rows logged after ``env_step`` (they will be logged again by the resumed run)."""
-        rows = [r for r in self.read_metrics() if int(r["env_step"]) <= env_step]
+        """Drop rows logged after ``env_step`` (they will be logged again by the resumed run); rewrites the
+        header with the current :data:`METRIC_COLUMNS`. A run without a checkpoint (``env_step < 0``) and
+        without a metrics file gets a fresh one."""
+        if env_step < 0 and not self.metrics_path.exists():
+            rows: list[dict[str, str]] = []
+        else:
+            rows = [r for r in self.read_metrics() if int(r["env_step"]) <= env_step]
         tmp = self.metrics_path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
@@ -109,13 +219,28 @@ class RunDir:
             w.writerows(rows)
         os.replace(tmp, self.metrics_path)
 
+    @property
+    def previous_dir(self) -> Path:
+        """``checkpoints/previous/``: the checkpoint before ``latest.pt`` (its ``latest.pt`` and buffer files)."""
+        return self.ckpt_dir / "previous"
+
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        return self.previous_dir / "latest.pt"
+
     def save_checkpoint(self, state: dict[str, Any], buffers: dict[str, ReplayBuffer]) -> None:
         """Write a checkpoint so that a kill at any moment leaves the previous one intact.
 
-        Each buffer goes to a new file named after the checkpoint's env step; ``latest.pt`` (which names those
-        files) is then replaced atomically; only after that are the previous buffer files removed.
+        The current checkpoint (``latest.pt`` and the buffer files it names) is first hard-linked into
+        ``checkpoints/previous/`` (no copy); each buffer then goes to a new file named after the checkpoint's
+        env step, and ``latest.pt`` (which names those files) is replaced atomically; only after that are the
+        older buffer files in ``checkpoints/`` removed, with any ``.tmp`` left by an interrupted save. A
+        resume whose ``latest.pt`` is unreadable falls back to ``previous/``.
         """
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_tmp_files()
+        if self.checkpoint_path.exists():
+            self._keep_as_previous()
         tag = f"{int(state.get('step', 0)):09d}"
         files = {}
         for name, buf in buffers.items():
@@ -124,22 +249,99 @@ class RunDir:
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save({**state, "buffer_files": files}, tmp)
         os.replace(tmp, self.checkpoint_path)
+        self._files = dict(files)
         keep = set(files.values())
         for old in self.ckpt_dir.glob("*.npz"):
             if old.name not in keep:
                 old.unlink()
 
+    def _keep_as_previous(self) -> None:
+        """Hard-link ``latest.pt`` and its buffer files into ``previous/`` (built aside, then swapped in)."""
+        files = getattr(self, "_files", None)
+        if files is None:
+            try:
+                files = dict(self._read_checkpoint(self.checkpoint_path).get("buffer_files", {}))
+            except CheckpointError:
+                return  # an unreadable latest.pt is not worth keeping
+        staging = self.ckpt_dir / "previous.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name in [self.checkpoint_path.name, *files.values()]:
+            if not (self.ckpt_dir / name).exists():
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            os.link(self.ckpt_dir / name, staging / name)
+        shutil.rmtree(self.previous_dir, ignore_errors=True)
+        os.replace(staging, self.previous_dir)
+
+    def _remove_tmp_files(self) -> None:
+        """Delete what an interrupted save left (``*.tmp``: buffer temp files, ``latest.tmp``, ``previous.tmp/``)."""
+        shutil.rmtree(self.ckpt_dir / "previous.tmp", ignore_errors=True)
+        for tmp in list(self.ckpt_dir.glob("*.tmp")) + list(self.ckpt_dir.glob(".*.tmp")):
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_checkpoint(path: Path) -> dict[str, Any]:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - truncated, empty or garbage files raise many kinds of errors
+            raise CheckpointError(f"resume: {path} cannot be read ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise CheckpointError(f"resume: {path} is not an mbrl-po checkpoint (no 'step')")
+        return state
+
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint's state, None when the run has none.
+
+        An unreadable ``latest.pt`` (truncated, empty, garbage) is moved aside to ``latest.pt.corrupt`` and the
+        run resumes from ``previous/`` with a warning; a :class:`CheckpointError` naming the file when there
+        is no readable previous checkpoint either.
+        """
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        try:
+            state = self._read_checkpoint(self.checkpoint_path)
+        except CheckpointError as e:
+            state = self._fall_back(str(e).removeprefix(f"resume: {self.checkpoint_path} "), error=e)
+        self._files = dict(state.get("buffer_files", {}))
+        return state
+
+    def _fall_back(self, why: str, error: CheckpointError) -> dict[str, Any]:
+        prev = self.previous_checkpoint_path
+        if not prev.exists():
+            raise CheckpointError(f"resume: {self.checkpoint_path} {why} and there is no previous checkpoint; "
+                                  f"delete {self.ckpt_dir} to start the run over") from error
+        try:
+            state = self._read_checkpoint(prev)
+        except CheckpointError:
+            raise CheckpointError(f"resume: {self.checkpoint_path} {why} and {prev} cannot be read either; delete "
+                                  f"{self.ckpt_dir} to start the run over") from error
+        os.replace(self.checkpoint_path, self.checkpoint_path.with_suffix(".pt.corrupt"))
+        for f in self.previous_dir.iterdir():  # the previous checkpoint becomes the current one
+            if f.name != prev.name:
+                os.replace(f, self.ckpt_dir / f.name)
+        os.replace(prev, self.checkpoint_path)
+        self.previous_dir.rmdir()
+        msg = (f"resume: {self.checkpoint_path} {why}; resuming from the previous checkpoint (env step "
+               f"{state['step']}) instead")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        print(f"mbrl-po: warning: {msg}", file=sys.stderr)
+        return state
 
     def load_buffer(self, state: dict[str, Any], name: str) -> ReplayBuffer:
         """The replay buffer ``name`` saved with the checkpoint ``state``."""
         files = state.get("buffer_files", {})
         if name not in files:
-            raise ValueError(f"resume: checkpoint has no buffer {name!r} (has {sorted(files)})")
-        return ReplayBuffer.load(self.ckpt_dir / files[name])
+            raise CheckpointError(f"resume: checkpoint has no buffer {name!r} (has {sorted(files)})")
+        path = self.ckpt_dir / files[name]
+        if not path.is_file():
+            raise CheckpointError(f"resume: the buffer file {path} named by the checkpoint is missing; the run "
+                                  f"cannot resume exactly: delete {self.ckpt_dir} to start it over")
+        try:
+            return ReplayBuffer.load(path)
+        except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, bad header: one message
+            raise CheckpointError(f"resume: the buffer file {path} cannot be read ({type(e).__name__}: {e}); "
+                                  f"delete {self.ckpt_dir} to start the run over") from None
 
     def plot(self, title: str) -> Path | None:
         """Learning curve (episode and eval returns vs env steps) next to metrics.csv."""
@@ -171,7 +373,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
+        return "nan" if math.isnan(v) else f"{v:.6g}"  # a NaN metric is a value, not an empty cell
     return str(v)
 
 
@@ -453,6 +655,8 @@ class AgentLoop:
         report = self.trainer.fit(data)
         self.trained_upto = len(data)
         row["model_fit_s"] = report.wall_time
+        if report.rolled_back:
+            row["model_rollback"] = 1
         if report.outer_steps:
             row["u"] = report.outer_steps[-1].get("u", report.outer_steps[-1].get("u_mean_diag"))
         self._log(wall_time=wall, **row)

@@ -232,7 +232,7 @@ def eval_rows(metrics: Sequence[dict[str, str]], payload: dict[str, Any], machin
     rows = []
     for r in sorted(metrics, key=lambda r: int(r["env_step"])):  # stable: a retrain row precedes its eval row
         for k in MODEL_COLUMNS:
-            if r.get(k, "") != "":
+            if r.get(k, "") not in ("", "nan"):  # a NaN metric (no valid segment) keeps the last value
                 last[k] = r[k]
         if r.get("eval_return", "") == "":
             continue

@@ -92,6 +92,26 @@ def _as_bool_rows(name: str, value: Any, n: int) -> np.ndarray:
     return arr.reshape(n).astype(np.bool_)
 
 
+def _physical_memory() -> int | None:
+    """Bytes of physical memory on this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(capacity: int, obs_dim: int, action_dim: int) -> None:
+    """A ValueError naming the size when ``capacity`` rows could never fit in this machine's memory."""
+    need = capacity * (4 * (2 * obs_dim + action_dim + 1) + 2)  # float32 obs, next_obs, action, reward; 2 flags
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"capacity: {capacity} transitions (obs_dim {obs_dim}, action_dim {action_dim}) need "
+            f"{need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB of memory; lower it (an "
+            f"agent's real buffer holds `steps` transitions)"
+        )
+
+
 class ReplayBuffer:
     """Fixed-capacity FIFO buffer of transitions (numpy, host memory).
 
@@ -115,6 +135,7 @@ class ReplayBuffer:
         elif not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng: expected a numpy.random.Generator or None, got {type(rng).__name__}")
         self.rng = rng
+        _check_fits_in_memory(self.capacity, self.obs_dim, self.action_dim)
         self._obs = np.zeros((self.capacity, self.obs_dim), dtype=np.float32)
         self._actions = np.zeros((self.capacity, self.action_dim), dtype=np.float32)
         self._next_obs = np.zeros((self.capacity, self.obs_dim), dtype=np.float32)

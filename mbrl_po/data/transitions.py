@@ -16,7 +16,10 @@ def _as_tensor(name: str, value: Any, device: torch.device, dtype: torch.dtype) 
     if isinstance(value, torch.Tensor):
         t = value.detach()
     elif isinstance(value, np.ndarray | list | tuple):
-        t = torch.as_tensor(np.asarray(value))
+        arr = np.asarray(value)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):  # strings, objects: torch raises
+            raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+        t = torch.as_tensor(arr)
     else:
         raise ValueError(f"{name}: expected a numpy array or a torch tensor, got {type(value).__name__}")
     if t.dtype == torch.bool and dtype != torch.bool:

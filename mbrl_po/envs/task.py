@@ -390,7 +390,11 @@ def make_env(task: TaskConfig, seed: int | None = None, **overrides: Any) -> gym
     """
     kwargs = {**task.env_kwargs, **overrides}
     max_episode_steps = kwargs.pop("max_episode_steps", task.max_episode_steps)
-    env = gym.make(_env_id_or_spec(task.id), max_episode_steps=max_episode_steps, **kwargs)
+    try:
+        env = gym.make(_env_id_or_spec(task.id), max_episode_steps=max_episode_steps, **kwargs)
+    except gym.error.Error as e:  # unknown id or version, a missing dependency: the task file's fault
+        raise ValueError(f"env: task {task.name!r} has id {task.id!r}, which gymnasium cannot make ({e}); fix "
+                         f"`id` in the task file (e.g. a registered id such as 'Hopper-v5')") from None
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mbrl_po.errors import NonFiniteModelError
 from mbrl_po.planning.base import TrajectoryOptimizer, as_bounds, shift_sequence
 
 __all__ = ["MPCAgent", "TrajectoryEvaluatorFn"]
@@ -136,12 +137,24 @@ class MPCAgent:
 
         Returns:
             The plan, shape (H, A), on the planning device.
+
+        Raises:
+            NonFiniteModelError: when every candidate of the optimisation scored NaN/inf (best value ``-inf``,
+                e.g. a model with NaN weights): the plan would only be the warm start or the middle of the
+                action box, so the agent refuses to act on it.
         """
         init_mean = self.initial_mean()
         if self._mean is not None:
             self.optimizer.advance(self._cursor)
         obs_t = torch.as_tensor(obs, dtype=self.optimizer.dtype, device=self.device)
         plan = self._solve(obs_t, init_mean)
+        best = self.optimizer.best_value
+        if best is not None and not bool(torch.isfinite(best)):  # one host sync per plan; act() syncs anyway
+            raise NonFiniteModelError(
+                f"planner: every one of the {self.optimizer.horizon}-step candidate plans scored NaN/inf (best value "
+                f"{float(best)}); the model's predictions are non-finite, so there is nothing to act on. Check the "
+                "model's weights (a NaN weight) and its last fit (metrics.csv, model_rollback)"
+            )
         mean = self.optimizer.last_mean
         self._mean = (plan if mean is None else mean).detach()
         self._plan = plan.detach()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
+from mbrl_po.errors import NonFiniteModelError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives import Objective, PGObjective, gaussian_nll, make_objective
 from mbrl_po.training.bilevel import BilevelSolver
@@ -35,6 +38,11 @@ class FitReport:
         train_size, holdout_size: rows used.
         wall_time: seconds.
         outer_steps: bilevel outer steps taken (learned U only), each with the logged U.
+        rolled_back: the model (weights and optimizer state) was restored to the last finite weights, because
+            they were non-finite before the fit or became non-finite during it (see ``nonfinite``); the
+            holdout metrics are then those of the restored model. A ``RuntimeWarning`` says so too.
+        nonfinite: what was found non-finite (``""`` when nothing was): ``"weights before the fit"``,
+            ``"weights"``, ``"optimizer state"`` or ``"held-out loss"``.
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
@@ -48,6 +56,8 @@ class FitReport:
     holdout_size: int = 0
     wall_time: float = 0.0
     outer_steps: list[dict[str, float]] = field(default_factory=list)
+    rolled_back: bool = False
+    nonfinite: str = ""
 
     @property
     def holdout_rmse(self) -> float:
@@ -171,6 +181,30 @@ class DynamicsTrainer:
             fused=_fused_adam_supported(model.device),
         )
         self.fits = 0
+        # model + optimizer state of the last finite point: the start of the current fit, the end of the last one
+        self._last_finite: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ non-finite weights
+    def _nonfinite_part(self) -> str:
+        """``""`` when the model's weights and the optimizer's state are all finite, else which part is not."""
+        def finite(tensors: list[torch.Tensor]) -> bool:  # one host sync
+            return not tensors or bool(torch.stack([torch.isfinite(v).all() for v in tensors]).all())
+
+        if not finite([v for v in self.model.state_dict().values() if v.is_floating_point()]):
+            return "weights"
+        moments = [v for st in self.optimizer.state.values() for v in st.values()
+                   if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        return "" if finite(moments) else "optimizer state"
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
 
     # ------------------------------------------------------------------ data
     def _data(self, args: tuple, kwargs: dict) -> TransitionData:
@@ -178,11 +212,11 @@ class DynamicsTrainer:
         if len(args) == 1 and not kwargs:
             src = args[0]
             if isinstance(src, TransitionData):
-                return src.to(dev)
+                return _check_finite(src.to(dev))
             if hasattr(src, "transitions") and callable(src.transitions):  # mbrl_po ReplayBuffer
                 return src.transitions(device=dev)
             if hasattr(src, "observations") and hasattr(src, "buffer_size"):  # SB3 ReplayBuffer
-                return from_sb3_buffer(src, device=dev)
+                return _check_finite(from_sb3_buffer(src, device=dev))
             raise ValueError(
                 f"data: a single argument must be a TransitionData, an mbrl_po or SB3 ReplayBuffer, "
                 f"got {type(src).__name__}; or pass obs, actions, next_obs, rewards[, terminated]"
@@ -270,6 +304,20 @@ class DynamicsTrainer:
         if epochs < 1:
             raise ValueError(f"max_epochs: got {epochs}, allowed >= 1")
         model = self.model
+        restored_before = False
+        if self._nonfinite_part():
+            if self._last_finite is None:
+                raise NonFiniteModelError(
+                    "model: its weights (or the optimizer's state) are NaN/inf before the fit and this trainer has "
+                    "no earlier finite weights to restore; rebuild the model or load a finite checkpoint"
+                )
+            warnings.warn("fit: the model's weights were NaN/inf before the fit; restored the weights the last "
+                          "finite fit ended with and fitting from them", RuntimeWarning,
+                          stacklevel=2)
+            self._restore(self._last_finite)
+            restored_before = True
+        else:
+            self._last_finite = self._snapshot()
         E = model.ensemble_size
         train_idx, hold_idx = self._split(len(data))
         train = data.index(train_idx.to(data.obs.device))
@@ -277,6 +325,10 @@ class DynamicsTrainer:
         x_train = model.make_inputs(train.obs, train.actions)
         y_train = model.make_targets(train.obs, train.next_obs, train.rewards)
         has_holdout = hold_idx.numel() > 0
+        if not has_holdout and self.holdout_fraction > 0:
+            warnings.warn(f"fit: {len(data)} transition(s) leave no held-out row (holdout_fraction="
+                          f"{self.holdout_fraction}); early stopping and the elites use the training rows",
+                          RuntimeWarning, stacklevel=2)
         if has_holdout:
             hold = data.index(hold_idx.to(data.obs.device))
             x_hold = model.make_inputs(hold.obs, hold.actions)
@@ -337,6 +389,7 @@ class DynamicsTrainer:
             improved = (best - ev["nll_member"]) / best.abs().clamp_min(1e-8) > self.min_delta
             if self.patience is None:
                 improved = torch.ones_like(improved)
+            improved = improved & torch.isfinite(ev["nll_member"])  # a member gone NaN/inf is never kept
             if bool(improved.any()):
                 self._keep_members(best_state, improved)
                 best = torch.where(improved, ev["nll_member"], best)
@@ -352,10 +405,28 @@ class DynamicsTrainer:
         model.load_state_dict(best_state)
         model.eval()
         ev = self.evaluate(x_hold, y_hold)
-        self.objective.observe_holdout(ev["mean"], y_hold)
-        elites = torch.argsort(ev["nll_member"])[: model.num_elites]
-        model.set_elites(elites)
-        report.elites = elites.tolist()
+        bad = self._nonfinite_part() or ("" if math.isfinite(ev["nll"]) and math.isfinite(ev["mse"])
+                                         else "held-out loss")
+        if bad:
+            assert self._last_finite is not None  # set (or restored) at the start of this fit
+            warnings.warn(f"fit: the model's {bad} became NaN/inf during this fit; rolled back to the weights "
+                          f"before it (FitReport.rolled_back, the metrics row's model_rollback)", RuntimeWarning,
+                          stacklevel=2)
+            self._restore(self._last_finite)
+            model.eval()
+            scored = hold if has_holdout else train  # inputs again, with the restored model's normalisers
+            ev = self.evaluate(model.make_inputs(scored.obs, scored.actions),
+                               model.make_targets(scored.obs, scored.next_obs, scored.rewards))
+            report.rolled_back, report.nonfinite = True, bad
+            report.elites = model.elite_idx.tolist()
+        else:
+            self.objective.observe_holdout(ev["mean"], y_hold)
+            elites = torch.argsort(ev["nll_member"])[: model.num_elites]
+            model.set_elites(elites)
+            report.elites = elites.tolist()
+            self._last_finite = self._snapshot()
+        if restored_before and not report.rolled_back:
+            report.rolled_back, report.nonfinite = True, "weights before the fit"
         report.best_epoch = int(best_epoch.float().mean().round())
         report.holdout_nll = ev["nll"]
         report.holdout_nll_per_dim = ev["nll_per_dim"].tolist()
@@ -393,3 +464,13 @@ class DynamicsTrainer:
         if self.bilevel is not None and state.get("bilevel") is not None:
             self.bilevel.load_state_dict(state["bilevel"])
         self.fits = int(state.get("fits", 0))
+
+
+def _check_finite(data: TransitionData) -> TransitionData:
+    """``data`` unchanged; a ValueError naming the field when any entry is NaN/inf."""
+    for name in ("obs", "actions", "next_obs", "rewards"):
+        bad = int((~torch.isfinite(getattr(data, name))).sum())
+        if bad:
+            raise ValueError(f"{name}: contains {bad} NaN or inf values; all entries must be finite")
+    return data
+
