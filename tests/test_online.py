@@ -132,7 +132,12 @@ def test_shipped_suites_load_with_the_requested_cells():
         seeds.setdefault((t.agent, t.env_id, t.objective_label), set()).add(t.seed)
         assert t.config.loop.eval_episodes == 5 or t.agent == "pets"
     assert seeds[("mbpo", "Hopper-v5", "nll")] == seeds[("mbpo", "Hopper-v5", "pg-inverse_cov-residual")] == {0, 1}
-    assert seeds[("sac", "Hopper-v5", "model-free")] == {0, 1, 2}
+    assert seeds[("sac", "Hopper-v5", "model-free")] == seeds[("sac", "HalfCheetah-v5", "model-free")] == {0, 1, 2}
+    assert seeds[("pets", "HalfCheetah-v5", "nll")] == seeds[("pets", "HalfCheetah-v5", "pg-inverse_cov-residual")] \
+        == {0, 1}
+    pets = next(t for t in loco if t.agent == "pets")
+    assert pets.steps == 20_000 and pets.config.loop.eval_episodes == 0 and pets.config.planner.horizon == 30
+    assert len(loco) == 14
     mbpo = next(t for t in loco if t.agent == "mbpo")
     assert mbpo.steps == 100_000 and mbpo.config.mbpo.updates_per_step == 20
     assert mbpo.config.mbpo.rollout_schedule == (20, 150, 1, 15) and mbpo.config.loop.train_every == 250
@@ -421,3 +426,15 @@ def test_snapshot_writes_rows_of_unfinished_trials_only(tmp_path):
     assert not list(both.partial_csv.parent.glob(".partial*"))  # replaced atomically, no temp file left
     assert online.main([str(suite), "--snapshot", "--results-dir", str(tmp_path / "results"), "--runs-dir",
                         str(tmp_path / "runs"), "--name", "tiny"]) == 0
+
+
+@pytest.mark.mujoco
+def test_a_trial_held_by_another_sweep_is_refused_not_joined(tmp_path):
+    sweep = _sweep(tmp_path, _suite_file(tmp_path), only="sac/*/s0")
+    t = sweep.trials[0]
+    held = RunDir.create(sweep.runs_root, t.config, t.trial_id, lock=True)  # another sweep runs this trial
+    res = online.run_trial_safe(t.payload(), str(sweep.runs_root), "test")
+    assert "in use by process" in res["error"]
+    assert held.read_metrics() == []  # nothing was written into it
+    held.release_lock()
+    assert "rows" in online.run_trial_safe(t.payload(), str(sweep.runs_root), "test")

@@ -289,6 +289,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
             path.rename(path.with_name(f"{path.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
         if config_file.exists():
             run = RunDir(path)
+            run.acquire_lock()  # one writer per trial: another sweep running this trial is refused, not joined
             agent = cls.resume(run, progress=False)
             resumed_from = int(agent.step)
             _note_commit(path, commit)
@@ -301,7 +302,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
                 cfg = load_run_config(tmp)
             finally:
                 os.unlink(tmp)
-            run = RunDir.create(root, cfg, payload["trial_id"])
+            run = RunDir.create(root, cfg, payload["trial_id"], lock=True)
             _note_commit(path, commit)
             agent = cls(cfg, run, progress=False)
         agent.train()
