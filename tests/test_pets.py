@@ -85,6 +85,28 @@ def test_pets_on_inverted_pendulum_end_to_end(tmp_path, objective):
     assert float(rows[-1]["wall_time"]) > 0
 
 
+def _kill_at_checkpoint_then_resume(monkeypatch, cfg, run: RunDir, die) -> PETS:  # noqa: ANN001
+    """Train in ``run`` until the checkpoint where ``die(agent, saves_so_far)`` is true, then resume from it."""
+    saves = {"n": 0}
+    original = PETS.save_checkpoint
+
+    def save_then_die(self):  # noqa: ANN001, ANN202
+        original(self)
+        saves["n"] += 1
+        if die(self, saves["n"]):
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(PETS, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        PETS(cfg, run, progress=False).train()
+    monkeypatch.setattr(PETS, "save_checkpoint", original)
+    return PETS.resume(run, progress=False)
+
+
+def _strip(rows):  # noqa: ANN001, ANN202 - metrics rows without the timings
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
+
+
 @pytest.mark.mujoco
 def test_kill_and_resume_gives_the_same_buffer_and_metrics(tmp_path, monkeypatch):
     objective = {"name": "pg", "reward_matrix": "learned"}
@@ -94,20 +116,7 @@ def test_kill_and_resume_gives_the_same_buffer_and_metrics(tmp_path, monkeypatch
     a.train()
 
     killed = RunDir.create(tmp_path, cfg, "killed")
-    saves = {"n": 0}
-    original = PETS.save_checkpoint
-
-    def save_then_die(self):  # noqa: ANN001, ANN202
-        original(self)
-        saves["n"] += 1
-        if saves["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(PETS, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        PETS(cfg, killed, progress=False).train()
-    monkeypatch.setattr(PETS, "save_checkpoint", original)
-    b = PETS.resume(killed, progress=False)
+    b = _kill_at_checkpoint_then_resume(monkeypatch, cfg, killed, lambda agent, n: n == 3)
     assert 0 < b.step < 260
     b.train()
 
@@ -115,10 +124,7 @@ def test_kill_and_resume_gives_the_same_buffer_and_metrics(tmp_path, monkeypatch
     for field in ("obs", "actions", "next_obs", "rewards", "terminated"):
         assert torch.equal(getattr(ta, field), getattr(tb, field)), field
 
-    def strip(rows):  # noqa: ANN001, ANN202
-        return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
-
-    assert strip(full.read_metrics()) == strip(killed.read_metrics())
+    assert _strip(full.read_metrics()) == _strip(killed.read_metrics())
 
 
 @pytest.mark.mujoco
@@ -142,28 +148,13 @@ def test_eval_episodes_zero_logs_the_training_episodes_and_survives_a_kill(tmp_p
         assert float(ev["eval_return"]) == pytest.approx(sum(eps) / len(eps))
         last = step
 
-    killed = RunDir.create(tmp_path, cfg, "killed")
-    saves = {"n": 0}
-    original = PETS.save_checkpoint
-
-    def save_then_die(self):  # noqa: ANN001, ANN202 - dies at a checkpoint after some episodes, before step 240
-        original(self)
-        saves["n"] += 1
-        if self.step > 120 and saves["n"] >= 2 and self.step % 120:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(PETS, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        PETS(cfg, killed, progress=False).train()
-    monkeypatch.setattr(PETS, "save_checkpoint", original)
-    b = PETS.resume(killed, progress=False)
+    killed = RunDir.create(tmp_path, cfg, "killed")  # dies at a checkpoint after some episodes, between evals
+    b = _kill_at_checkpoint_then_resume(monkeypatch, cfg, killed, lambda agent, n: agent.step > 120 and n >= 2
+                                        and agent.step % 120)
     assert 120 < b.step < 240 and b.recent_returns  # episodes since the last eval, rebuilt from metrics.csv
     b.train()
 
-    def strip(rows):  # noqa: ANN001, ANN202
-        return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
-
-    assert strip(killed.read_metrics()) == strip(rows)
+    assert _strip(killed.read_metrics()) == _strip(rows)
 
 
 def test_unknown_config_keys_and_values_fail_with_the_choices():
