@@ -187,6 +187,23 @@ def test_weights_gone_nan_during_a_fit_are_rolled_back_to_those_before_it():
     assert not trainer.fit(obs, act, nxt, rew).rolled_back
 
 
+def test_a_learned_u_gone_nan_is_rolled_back_with_the_model():
+    obs, act, nxt, rew = _data(n=200)
+    model = _model()
+    trainer = _trainer(model, "pg", objective_options={"reward_matrix": "learned"}, max_epochs=3)
+    trainer.fit(obs, act, nxt, rew)
+    u = trainer.bilevel.reward_matrix.learned.param.detach().clone()
+    history = len(trainer.bilevel.history)
+    with torch.no_grad():
+        trainer.bilevel.reward_matrix.learned.param.fill_(float("nan"))
+    with pytest.warns(RuntimeWarning, match="NaN/inf before the fit; restored"):
+        report = trainer.fit(obs, act, nxt, rew)
+    assert report.rolled_back and report.nonfinite == "weights before the fit"
+    phi = trainer.bilevel.reward_matrix.learned.param.detach()
+    assert bool(torch.isfinite(phi).all()) and len(trainer.bilevel.history) > history  # it learned on from there
+    assert not torch.equal(phi, torch.full_like(u, float("nan")))
+
+
 def test_a_nan_model_with_nothing_to_restore_stops_with_a_clear_error():
     from mbrl_po.errors import NonFiniteModelError
 

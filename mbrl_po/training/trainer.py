@@ -38,11 +38,11 @@ class FitReport:
         train_size, holdout_size: rows used.
         wall_time: seconds.
         outer_steps: bilevel outer steps taken (learned U only), each with the logged U.
-        rolled_back: the model (weights and optimizer state) was restored to the last finite weights, because
+        rolled_back: the model (weights, optimizer state, a learned U) was restored to the last finite point, because
             they were non-finite before the fit or became non-finite during it (see ``nonfinite``); the
             holdout metrics are then those of the restored model. A ``RuntimeWarning`` says so too.
         nonfinite: what was found non-finite (``""`` when nothing was): ``"weights before the fit"``,
-            ``"weights"``, ``"optimizer state"`` or ``"held-out loss"``.
+            ``"weights"``, ``"optimizer state"``, ``"learned U"`` or ``"held-out loss"``.
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
@@ -192,19 +192,26 @@ class DynamicsTrainer:
 
         if not finite([v for v in self.model.state_dict().values() if v.is_floating_point()]):
             return "weights"
+        learned = None if self.bilevel is None else self.bilevel.reward_matrix.learned
+        if learned is not None and not finite([learned.param.detach()]):
+            return "learned U"
         moments = [v for st in self.optimizer.state.values() for v in st.values()
                    if isinstance(v, torch.Tensor) and v.is_floating_point()]
         return "" if finite(moments) else "optimizer state"
 
     def _snapshot(self) -> dict[str, Any]:
+        """Model weights, optimizer state and a learned U's solver state (U, its optimizer, its history)."""
         return {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "bilevel": None if self.bilevel is None else copy.deepcopy(self.bilevel.state_dict()),
         }
 
     def _restore(self, snap: dict[str, Any]) -> None:
         self.model.load_state_dict(snap["model"])
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        if self.bilevel is not None and snap.get("bilevel") is not None:
+            self.bilevel.load_state_dict(copy.deepcopy(snap["bilevel"]))
 
     # ------------------------------------------------------------------ data
     def _data(self, args: tuple, kwargs: dict) -> TransitionData:
