@@ -2,6 +2,7 @@
 
 import csv
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -173,7 +174,7 @@ def _strip(rows):  # noqa: ANN001, ANN202
     return [{k: v for k, v in r.items() if k not in ("wall_time", "model_fit_s")} for r in rows]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "buffer truncated", "buffer missing"])
 def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one_and_resumes_exactly(tmp_path, damage):
     full, full_run = _pets(tmp_path, "full", steps=67)
     full.train()
@@ -182,15 +183,24 @@ def test_a_broken_latest_checkpoint_falls_back_to_the_previous_one_and_resumes_e
     assert run.previous_checkpoint_path.exists() and not list(run.ckpt_dir.glob("*.tmp"))
     assert len(list(run.ckpt_dir.glob("*.npz"))) == len(list(run.previous_dir.glob("*.npz"))) == 1
     prev_step = RunDir._read_checkpoint(run.previous_checkpoint_path)["step"]
-    data = run.checkpoint_path.read_bytes()
-    run.checkpoint_path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
-                                     "garbage": b"not a checkpoint" * 10}[damage])
+    if damage.startswith("buffer"):  # latest.pt is fine, the buffer it names is not
+        buf = run.ckpt_dir / RunDir._read_checkpoint(run.checkpoint_path)["buffer_files"]["buffer"]
+        if damage == "buffer missing":
+            buf.unlink()
+        else:
+            buf.write_bytes(buf.read_bytes()[:100])
+    else:
+        data = run.checkpoint_path.read_bytes()
+        run.checkpoint_path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
+                                         "garbage": b"not a checkpoint" * 10}[damage])
     with pytest.warns(RuntimeWarning, match=f"resuming from the previous checkpoint \\(env step {prev_step}\\)"):
         resumed = PETS.resume(RunDir(run.path), progress=False)
     assert resumed.step == prev_step < full.step, (prev_step, full.step)
     resumed.train()
     assert _strip(run.read_metrics()) == _strip(full_run.read_metrics())
     assert (run.ckpt_dir / "latest.pt.corrupt").exists() and run.previous_checkpoint_path.exists()
+    prev = RunDir._read_checkpoint(run.previous_checkpoint_path)  # the new previous/ is whole: a usable fallback
+    assert sorted(p.name for p in run.previous_dir.iterdir()) == sorted(["latest.pt", *prev["buffer_files"].values()])
 
 
 def test_broken_buffers_metrics_and_leftover_tmp_files_are_one_line_errors(tmp_path, capsys):
@@ -198,6 +208,7 @@ def test_broken_buffers_metrics_and_leftover_tmp_files_are_one_line_errors(tmp_p
 
     agent, run = _pets(tmp_path)
     agent.train()
+    shutil.rmtree(run.previous_dir)  # nothing to fall back to: each broken file is a one-line error
     (run.ckpt_dir / ".buffer-000000999.npz.abc.tmp").write_bytes(b"half a buffer")
     state = RunDir._read_checkpoint(run.checkpoint_path)
     buf = run.ckpt_dir / state["buffer_files"]["buffer"]

@@ -322,6 +322,7 @@ class RunDir:
                 os.replace(f, self.ckpt_dir / f.name)
         os.replace(prev, self.checkpoint_path)
         self.previous_dir.rmdir()
+        self._files = dict(state.get("buffer_files", {}))  # what latest.pt names now
         msg = (f"resume: {self.checkpoint_path} {why}; resuming from the previous checkpoint (env step "
                f"{state['step']}) instead")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -710,7 +711,13 @@ class AgentLoop:
             run.truncate_metrics(-1)
             return agent
         agent.load_state_dict(state)
-        agent._restore_buffers(run, state)
+        try:
+            agent._restore_buffers(run, state)
+        except CheckpointError as e:  # buffers that do not fit latest.pt: the previous checkpoint, if any
+            state = run._fall_back(f"does not match its buffers ({e})", error=e)
+            agent = cls(run.config(), run, progress=progress)  # type: ignore[call-arg]
+            agent.load_state_dict(state)
+            agent._restore_buffers(run, state)
         run.truncate_metrics(agent.step)
         for row in run.read_metrics():
             if row.get("episode_return", "") != "":

@@ -47,6 +47,7 @@ from mbrl_po.agents.sac_update import LeanSACUpdate
 from mbrl_po.config import AgentConfig
 from mbrl_po.data.replay_buffer import ReplayBuffer
 from mbrl_po.envs.task import TaskConfig
+from mbrl_po.errors import CheckpointError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.models.model_env import ModelEnv
 from mbrl_po.training.trainer import DynamicsTrainer
@@ -334,7 +335,7 @@ class _SACLoop(AgentLoop):
         if self.uses_model:
             self.model_buffer = self.sampler.model = run.load_buffer(state, "model_buffer")
         if self._buffer_sizes() != state["buffer_sizes"]:
-            raise ValueError(
+            raise CheckpointError(
                 f"resume: the buffers in {run.ckpt_dir} (size, position) {self._buffer_sizes()} do not match "
                 f"the checkpoint's {state['buffer_sizes']}; the run was killed while saving"
             )
