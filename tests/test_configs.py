@@ -86,7 +86,7 @@ def test_learned_base_reaches_the_trainer_and_is_validated():
 def test_bench_help_reaches_each_benchmark(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "u-landscape", "--help"])
-    assert e.value.code == 0 and "mbrl_po.benchmark.u_landscape" in capsys.readouterr().out
+    assert e.value.code == 0 and "benchmarks.harness.u_landscape" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         main(["bench", "planner-sweep", "--help"])
     assert e.value.code == 0 and "--settings" in capsys.readouterr().out

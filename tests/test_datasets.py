@@ -200,7 +200,7 @@ def test_errors(tmp_path, capsys):
 
 
 def test_offline_benchmark_reads_a_dataset(tmp_path):
-    from mbrl_po.benchmark.offline import OfflineConfig, load_or_collect
+    from benchmarks.harness.offline import OfflineConfig, load_or_collect
 
     path, _ = collect_dataset(TASK, "random", 120, seed=4, out=tmp_path, fmt="npz")
     data, prov = load_or_collect(OfflineConfig(env=TASK, dataset=str(path), num_transitions=100))
