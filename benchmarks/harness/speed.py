@@ -771,13 +771,13 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
     from stable_baselines3 import SAC as SB3SAC  # noqa: N811
     from stable_baselines3.common.logger import Logger as SB3Logger
 
-    from mbrl_po.agents.mbpo import MixedSampler, _SpacesOnlyEnv
+    from mbrl_po.agents.mbpo import MixedSampler, SpacesOnlyEnv
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (o,), np.float64)
     act_space = gym.spaces.Box(-1.0, 1.0, (a,), np.float32)
     sac = SB3SAC(
         "MlpPolicy",
-        _SpacesOnlyEnv(obs_space, act_space),
+        SpacesOnlyEnv(obs_space, act_space),
         learning_rate=s.learning_rate,
         buffer_size=1,
         batch_size=s.batch_size,
