@@ -4,7 +4,8 @@
     mbrl-po train --agent pets --env inverted_pendulum --objective pg --reward-matrix learned --steps 2000
     mbrl-po train --resume runs/<run>    continue a killed run from its last checkpoint
     mbrl-po show-config --agent pets --env halfcheetah [--set planner.horizon=20]
-    mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md)
+    mbrl-po bench offline ...            offline comparison of objectives (see docs/offline.md); bench and report
+                                         run the harness of a checkout (benchmarks/harness/), from the checkout
     mbrl-po bench u-landscape ...        PG's likelihood over a fixed scalar U, the learned U placed on it
     mbrl-po bench planner-sweep ...      return against CPU per action of planner settings, on one PETS model
     mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
@@ -15,8 +16,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 # OpenMP threads that spin while waiting made small torch ops up to 20x slower on a shared 2-core CPU (a 25-epoch fit
@@ -118,40 +121,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 BENCHES = ("offline", "u-landscape", "speed", "online", "planner-sweep")
+HARNESS = ("benchmarks", "harness")  # the benchmark harness: a package of a checkout, not installed with mbrl_po
+
+
+class HarnessMissing(Exception):
+    """The benchmark harness (``benchmarks/harness/``) is not in a checkout this process can see."""
+
+
+def checkout_root() -> Path | None:
+    """The checkout that holds the benchmark harness: the current folder or one above it, else the one this
+    ``mbrl_po`` was imported from (an editable install); None when neither has ``benchmarks/harness/``."""
+    cwd = Path.cwd().resolve()
+    for root in (cwd, *cwd.parents, Path(__file__).resolve().parents[1]):
+        if (root.joinpath(*HARNESS) / "__init__.py").is_file():
+            return root
+    return None
+
+
+def harness(module: str) -> Any:
+    """Import ``benchmarks.harness.<module>`` from the checkout (:func:`checkout_root`), put first on ``sys.path``.
+
+    Raises:
+        HarnessMissing: no checkout is found (e.g. mbrl-po installed from a wheel, run in another folder).
+    """
+    root = checkout_root()
+    if root is None:
+        raise HarnessMissing
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module(".".join((*HARNESS, module)))
 
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     if args.suite is None:
         print(f"usage: mbrl-po bench {{{','.join(BENCHES)}}} [options]   (mbrl-po bench <name> --help for each)")
         return 0 if {"-h", "--help"} & set(rest) else 2
-    if args.suite == "offline":
-        from mbrl_po.benchmark import offline
-
-        return int(offline.main(rest) or 0)
-    if args.suite == "u-landscape":
-        from mbrl_po.benchmark import u_landscape
-
-        u_landscape.main(rest)
-        return 0
-    if args.suite == "speed":
-        from mbrl_po.benchmark import speed
-
-        return int(speed.main(rest) or 0)
-    if args.suite == "online":
-        from mbrl_po.benchmark import online
-
-        return int(online.main(rest) or 0)
-    if args.suite == "planner-sweep":
-        from mbrl_po.benchmark import planner_sweep
-
-        return int(planner_sweep.main(rest) or 0)
-    raise ValueError(f"bench: got {args.suite!r}, allowed {list(BENCHES)}")
+    if args.suite not in BENCHES:
+        raise ValueError(f"bench: got {args.suite!r}, allowed {list(BENCHES)}")
+    result = harness(args.suite.replace("-", "_")).main(rest)
+    return result if isinstance(result, int) else 0  # offline and u-landscape return their rows
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mbrl_po.benchmark import report
-
-    return int(report.main([args.suite, "--results-dir", args.results_dir]) or 0)
+    return int(harness("report").main([args.suite, "--results-dir", args.results_dir]) or 0)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -226,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
+    except HarnessMissing:
+        print(f"mbrl-po {args.command}: the benchmark harness lives in a checkout of the repository "
+              f"({'/'.join(HARNESS)}/); run it from there", file=sys.stderr)
+        return 2
     except (ValueError, MbrlPoError) as e:  # expected failures: one line naming the file or field, no traceback
         print(f"mbrl-po: error: {e}", file=sys.stderr)
         return 2

@@ -86,7 +86,7 @@ def test_learned_base_reaches_the_trainer_and_is_validated():
 def test_bench_help_reaches_each_benchmark(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "u-landscape", "--help"])
-    assert e.value.code == 0 and "mbrl_po.benchmark.u_landscape" in capsys.readouterr().out
+    assert e.value.code == 0 and "benchmarks.harness.u_landscape" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         main(["bench", "planner-sweep", "--help"])
     assert e.value.code == 0 and "--settings" in capsys.readouterr().out
@@ -95,6 +95,20 @@ def test_bench_help_reaches_each_benchmark(capsys):
     assert main(["bench", "nope"]) == 2
     allowed = "['offline', 'u-landscape', 'speed', 'online', 'planner-sweep']"
     assert f"bench: got 'nope', allowed {allowed}" in capsys.readouterr().err
+
+
+def test_bench_and_report_outside_a_checkout_say_where_the_harness_is(capsys, monkeypatch, tmp_path):
+    from mbrl_po import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.checkout_root() == ROOT  # an editable or source-tree mbrl_po: the checkout it was imported from
+    monkeypatch.setattr(cli, "checkout_root", lambda: None)  # an installed wheel run in another folder
+    assert main(["bench", "online", "cpu", "--dry-run"]) == 2
+    assert capsys.readouterr().err == ("mbrl-po bench: the benchmark harness lives in a checkout of the repository "
+                                       "(benchmarks/harness/); run it from there\n")
+    assert main(["report", "cpu"]) == 2
+    assert capsys.readouterr().err.startswith("mbrl-po report: the benchmark harness lives in a checkout")
+    assert main(["bench"]) == 2  # the usage line needs no harness
 
 
 # every value the issue-16 probe found accepted: each fails at load, naming the field and the allowed range

@@ -83,11 +83,11 @@ def test_actor_matches_sb3_and_round_trips(tmp_path):
     import gymnasium as gym
     from stable_baselines3 import SAC
 
-    from mbrl_po.agents.mbpo import _SpacesOnlyEnv
+    from mbrl_po.agents.mbpo import SpacesOnlyEnv
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
     act_space = gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
-    sac = SAC("MlpPolicy", _SpacesOnlyEnv(obs_space, act_space), buffer_size=1, seed=0,
+    sac = SAC("MlpPolicy", SpacesOnlyEnv(obs_space, act_space), buffer_size=1, seed=0,
               policy_kwargs={"net_arch": [16, 16]}, device="cpu")
     actor = actor_from_sb3(sac, act_space.low, act_space.high)
     obs = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
@@ -200,7 +200,7 @@ def test_errors(tmp_path, capsys):
 
 
 def test_offline_benchmark_reads_a_dataset(tmp_path):
-    from mbrl_po.benchmark.offline import OfflineConfig, load_or_collect
+    from benchmarks.harness.offline import OfflineConfig, load_or_collect
 
     path, _ = collect_dataset(TASK, "random", 120, seed=4, out=tmp_path, fmt="npz")
     data, prov = load_or_collect(OfflineConfig(env=TASK, dataset=str(path), num_transitions=100))

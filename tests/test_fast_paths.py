@@ -16,7 +16,7 @@ import pytest
 import torch
 from oracles import PlainModelEnv, plain_forward, plain_sample
 
-from mbrl_po.benchmark import speed
+from benchmarks.harness import speed
 from mbrl_po.envs.rewards import REWARDS
 from mbrl_po.envs.terminations import TERMINATIONS
 from mbrl_po.models.ensemble import EnsembleLinear, GaussianEnsemble
@@ -284,7 +284,7 @@ def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
 
 
 def test_return_per_second_reads_the_first_eval_at_the_target(tmp_path) -> None:
-    from mbrl_po.benchmark.speed import first_wall_time_at, return_per_second
+    from benchmarks.harness.speed import first_wall_time_at, return_per_second
 
     head = "env_step,eval_return,wall_time\n"
     (tmp_path / "metrics_nll.csv").write_text(head + "5,,1.0\n500,120,50.5\n1000,950,99.0\n1500,1000,150\n")

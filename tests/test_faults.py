@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.harness.online import Sweep, read_csv
+from benchmarks.harness.suites import load_suite
 from mbrl_po.agents.common import RunDir
 from mbrl_po.agents.mbpo import SAC
-from mbrl_po.benchmark.online import Sweep, read_csv
-from mbrl_po.benchmark.suites import load_suite
 from mbrl_po.config import load_agent_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 
@@ -82,9 +82,12 @@ def test_a_suite_runner_killed_at_random_moments_ends_with_the_uninterrupted_row
     assert ref.run() == 0
 
     results, runs = tmp_path / "killed" / "results", tmp_path / "killed" / "runs"
-    cmd = [sys.executable, "-m", "mbrl_po.benchmark.online", str(suite), "--results-dir", str(results),
+    cmd = [sys.executable, "-m", "benchmarks.harness.online", str(suite), "--results-dir", str(results),
            "--runs-dir", str(runs), "--name", "faulty", "--threads", "1", "--retries", "0"]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    # the runner imports the harness from this checkout, wherever pytest was started
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONHASHSEED": "0",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     rng = np.random.default_rng(7)
 
     def progress() -> int:  # metrics rows logged so far by all trials of the killed sweep

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbrl_po.benchmark import offline as off
-from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci, t_ppf
+from benchmarks.harness import offline as off
+from benchmarks.harness.stats import format_mean_ci, markdown_table, mean_ci, t_ppf
 from mbrl_po.models.ensemble import GaussianEnsemble
 
 # ---------------------------------------------------------------------------------------------------- stats

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.harness import online, report
+from benchmarks.harness.online import FAILURE_COLUMNS, ROW_COLUMNS, Sweep, append_rows, read_csv
+from benchmarks.harness.suites import DerivedTask, load_suite, make_wrapped_env, suite_from_dict
 from mbrl_po.agents.common import RunDir
-from mbrl_po.benchmark import online, report
-from mbrl_po.benchmark.online import FAILURE_COLUMNS, ROW_COLUMNS, Sweep, append_rows, read_csv
-from mbrl_po.benchmark.suites import DerivedTask, load_suite, make_wrapped_env, suite_from_dict
 
 TINY_SUITE = """
 name = "tiny"
@@ -155,7 +155,7 @@ def test_cell_seeds_replace_the_suite_seeds_and_seeds_arg_replaces_both():
 
 
 def test_u_option_names_non_default_structures():
-    from mbrl_po.benchmark.suites import u_option
+    from benchmarks.harness.suites import u_option
     from mbrl_po.config import ObjectiveSection
 
     assert u_option(ObjectiveSection(name="nll")) == ""
@@ -184,7 +184,7 @@ def test_distractor_wrapper_appends_noise_dims_and_is_seeded():
     d = DerivedTask("ipd", "inverted_pendulum", distractor_dims=3)
     task = d.task_config()
     assert task.env_kwargs["env_id"] == "InvertedPendulum-v5" and "distractors=3" in d.variant()
-    assert 'id = "mbrl_po.benchmark.suites:make_wrapped_env"' in d.task_toml()
+    assert 'id = "mbrl_po.envs.wrappers:make_wrapped_env"' in d.task_toml()
 
 
 # ---------------------------------------------------------------------------------------------- sweeps

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.harness import planner_sweep as ps
+from benchmarks.harness.online import read_csv
 from mbrl_po.agents.common import RunDir
 from mbrl_po.agents.pets import PETS
-from mbrl_po.benchmark import planner_sweep as ps
-from mbrl_po.benchmark.online import read_csv
 from mbrl_po.config import load_agent_config
 
 

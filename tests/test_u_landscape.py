@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from mbrl_po.benchmark import offline as off
-from mbrl_po.benchmark import u_landscape as ul
+from benchmarks.harness import offline as off
+from benchmarks.harness import u_landscape as ul
 
 
 def test_fixed_variant_names_round_trip_and_errors(tmp_path):

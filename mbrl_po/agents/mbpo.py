@@ -52,7 +52,8 @@ from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.models.model_env import ModelEnv
 from mbrl_po.training.trainer import DynamicsTrainer
 
-__all__ = ["EVAL_SEED_OFFSET", "MBPO", "SAC", "MixedSampler", "model_buffer_capacity", "rollout_length"]
+__all__ = ["EVAL_SEED_OFFSET", "MBPO", "SAC", "MixedSampler", "SpacesOnlyEnv", "model_buffer_capacity",
+           "rollout_length"]
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -147,10 +148,15 @@ class MixedSampler:
         return ReplayBufferSamples(obs, scaled, nxt, term.float().unsqueeze(1), rew.unsqueeze(1), None)
 
 
-class _SpacesOnlyEnv(gym.Env):
+class SpacesOnlyEnv(gym.Env):
     """Gives SB3 the spaces it needs at construction; never stepped (our loop owns the real env).
 
-    The spaces are copies, so SB3's ``action_space.seed(seed)`` cannot touch the real env's RNG.
+    The spaces are copies, so SB3's ``action_space.seed(seed)`` cannot touch the real env's RNG. Public so that
+    code which builds an SB3 ``SAC`` the way the agents do (the speed benchmark, a test) can use it.
+
+    Args:
+        observation_space: the real env's observation space.
+        action_space: the action space SAC acts in.
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -162,6 +168,9 @@ class _SpacesOnlyEnv(gym.Env):
 
     def step(self, action: Any) -> Any:
         raise RuntimeError("this env only carries spaces for stable-baselines3; the agent loop steps the real env")
+
+
+_SpacesOnlyEnv = SpacesOnlyEnv  # the former private name, so that anything pickled under it still loads
 
 
 # ---------------------------------------------------------------------------------------------- agents
@@ -184,7 +193,7 @@ class _SACLoop(AgentLoop):
         # SAC from stable-baselines3; we own the loop, so its buffer is replaced by a MixedSampler below
         s = cfg.sac
         self.sac = SB3SAC(
-            "MlpPolicy", _SpacesOnlyEnv(self.env.observation_space, space), learning_rate=s.learning_rate,
+            "MlpPolicy", SpacesOnlyEnv(self.env.observation_space, space), learning_rate=s.learning_rate,
             buffer_size=1, batch_size=s.batch_size, tau=s.tau, gamma=s.gamma, target_entropy=s.target_entropy,
             policy_kwargs={"net_arch": list(s.net_arch)}, seed=cfg.seed, device=self.device,
         )

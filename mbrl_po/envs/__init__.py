@@ -28,11 +28,13 @@ from mbrl_po.envs.toy import (
     point_mass_task,
     point_mass_termination,
 )
+from mbrl_po.envs.wrappers import DistractedObservation, make_wrapped_env
 from mbrl_po.types import TransitionFn
 
 __all__ = [
     "REWARDS",
     "TERMINATIONS",
+    "DistractedObservation",
     "PointMassEnv",
     "TaskConfig",
     "TransitionFn",
@@ -41,6 +43,7 @@ __all__ = [
     "list_tasks",
     "load_task",
     "make_env",
+    "make_wrapped_env",
     "never",
     "point_mass_dynamics",
     "point_mass_reward",

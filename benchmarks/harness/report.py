@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mbrl_po.benchmark.online import ROW_COLUMNS, read_csv
-from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci
+from benchmarks.harness.online import ROW_COLUMNS, read_csv
+from benchmarks.harness.stats import format_mean_ci, markdown_table, mean_ci
 
 ANCHORS_CSV = Path(__file__).resolve().parents[2] / "benchmarks" / "anchors" / "published.csv"
 REQUIRED = ("agent", "env_id", "task", "objective", "u_option", "seed", "env_step", "eval_return", "trial_id",

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mbrl_po.benchmark.suites import Suite, Trial, load_suite
+from benchmarks.harness.suites import Suite, Trial, load_suite
 
 ROW_COLUMNS = (
     "agent", "env_id", "task", "env_variant", "objective", "u_option", "seed", "env_step", "eval_return",
@@ -259,7 +259,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
     """Run (or resume) one trial in ``<runs_root>/<trial_id>`` and return its runs.csv rows.
 
     Args:
-        payload: :meth:`~mbrl_po.benchmark.suites.Trial.payload`.
+        payload: :meth:`~benchmarks.harness.suites.Trial.payload`.
         runs_root: absolute folder of the suite's run directories.
         commit: code version written into the rows.
         threads: ``torch.set_num_threads`` for this trial.

@@ -771,13 +771,13 @@ def run_mbpo(device: torch.device, quick: bool) -> dict[str, Any]:
     from stable_baselines3 import SAC as SB3SAC  # noqa: N811
     from stable_baselines3.common.logger import Logger as SB3Logger
 
-    from mbrl_po.agents.mbpo import MixedSampler, _SpacesOnlyEnv
+    from mbrl_po.agents.mbpo import MixedSampler, SpacesOnlyEnv
 
     obs_space = gym.spaces.Box(-np.inf, np.inf, (o,), np.float64)
     act_space = gym.spaces.Box(-1.0, 1.0, (a,), np.float32)
     sac = SB3SAC(
         "MlpPolicy",
-        _SpacesOnlyEnv(obs_space, act_space),
+        SpacesOnlyEnv(obs_space, act_space),
         learning_rate=s.learning_rate,
         buffer_size=1,
         batch_size=s.batch_size,
@@ -916,7 +916,7 @@ def run_seeds(device: torch.device, quick: bool, threads: int) -> dict[str, Any]
     cmd = [
         sys.executable,
         "-m",
-        "mbrl_po.benchmark.speed",
+        "benchmarks.harness.speed",
         "--worker-plan",
         rung,
         "--worker-dims",
@@ -929,9 +929,14 @@ def run_seeds(device: torch.device, quick: bool, threads: int) -> dict[str, Any]
         str(device),
     ]
 
+    # the workers import this module from the checkout: put its root first on their PYTHONPATH
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+
     def launch(n: int) -> tuple[float, list[float]]:
         t = time.perf_counter()
-        procs = [subprocess.Popen([*cmd, "--seed", str(k)], stdout=subprocess.PIPE, text=True) for k in range(n)]
+        procs = [subprocess.Popen([*cmd, "--seed", str(k)], stdout=subprocess.PIPE, text=True, env=env)
+                 for k in range(n)]
         outs = [p.communicate()[0] for p in procs]
         wall = time.perf_counter() - t
         work = [json.loads(x.strip().splitlines()[-1])["work_s"] for x in outs]
@@ -1274,7 +1279,7 @@ def write_report(res: dict[str, Any], out: Path, gpu: dict[str, Any] | None, pee
     add = L.append
     add("# Performance: model training, planning and MBPO against the matmul floor and mbrl-lib\n")
     add(
-        "Written by `mbrl-po bench speed` (`mbrl_po/benchmark/speed.py`); do not edit by hand. Every figure is a "
+        "Written by `mbrl-po bench speed` (`benchmarks/harness/speed.py`); do not edit by hand. Every figure is a "
         "median over repeats with its interquartile range and count as `median (p25–p75, n)`. The **floor** of a "
         "workload is its matmul FLOPs divided by the throughput `torch.bmm` reaches on this machine for the "
         "ensemble's exact layer shapes, measured in the same run, interleaved with the workload (one floor "

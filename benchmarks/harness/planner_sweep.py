@@ -103,7 +103,7 @@ def run_episode(agent: Any, s: Setting, env_seed: int, steps: int) -> tuple[floa
 def summary_rows(rows: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
     """Per setting: mean return (and its spread) over episodes, median ms per action, CPU minutes per 1,000
     env steps, in the order the settings first appear."""
-    from mbrl_po.benchmark.stats import mean_ci
+    from benchmarks.harness.stats import mean_ci
 
     out = []
     for name in dict.fromkeys(r["setting"] for r in rows):
@@ -124,7 +124,7 @@ def write_outputs(out: Path, rows: Sequence[dict[str, str]]) -> tuple[Path, Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mbrl_po.benchmark.stats import format_mean_ci, markdown_table
+    from benchmarks.harness.stats import format_mean_ci, markdown_table
 
     first = rows[0]
     md = [
@@ -166,9 +166,9 @@ def write_outputs(out: Path, rows: Sequence[dict[str, str]]) -> tuple[Path, Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from benchmarks.harness.online import append_rows, git_commit, machine_string, read_csv
     from mbrl_po.agents.common import RunDir
     from mbrl_po.agents.pets import PETS
-    from mbrl_po.benchmark.online import append_rows, git_commit, machine_string, read_csv
 
     p = argparse.ArgumentParser(prog="mbrl-po bench planner-sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="a PETS run directory with a checkpoint (its model is used)")

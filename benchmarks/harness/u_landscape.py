@@ -14,10 +14,10 @@ initialisation), score each on the TEST split, and read off the best u. Beside i
   MSE, and PG's optimum has variance λ/(2u)).
 
 Outputs in ``--out``: ``<stem>.csv`` (the grid fits, long format, same columns and config id as
-:mod:`mbrl_po.benchmark.offline`), ``u_trace.csv``, ``u_landscape.md`` and ``u_landscape.png``. Every fit is
+:mod:`benchmarks.harness.offline`), ``u_trace.csv``, ``u_landscape.md`` and ``u_landscape.png``. Every fit is
 skipped when its row exists, so an interrupted run resumes.
 
-    python -m mbrl_po.benchmark.u_landscape --setting authors --transitions 62500 --seeds 0 1 2 \\
+    python -m benchmarks.harness.u_landscape --setting authors --transitions 62500 --seeds 0 1 2 \\
         --dataset halfcheetah-medium-s0.npz --out docs/results/offline/medium/u_landscape \\
         --reference docs/results/offline/medium/offline_halfcheetah_authors.csv
 """
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbrl_po.benchmark.offline import (
+from benchmarks.harness.offline import (
     FIXED_PREFIX,
     PAPER_TABLE3,
     OfflineConfig,
@@ -52,7 +52,7 @@ from mbrl_po.benchmark.offline import (
     save_figure,
     split_by_segment,
 )
-from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci
+from benchmarks.harness.stats import format_mean_ci, markdown_table, mean_ci
 from mbrl_po.data.collect import validate_transitions
 
 #: the default grid of u (log-spaced around the values seen on HalfCheetah: 0.014 marginal, 0.03-0.11 adaptive)
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import shlex
     import sys
 
-    p = build_parser(prog="python -m mbrl_po.benchmark.u_landscape",
+    p = build_parser(prog="python -m benchmarks.harness.u_landscape",
                      description="PG likelihood landscape over a fixed scalar U = u*I, with the learned U on it.")
     p.add_argument("--us", type=float, nargs="+", default=list(DEFAULT_US), help="grid of u (> 0)")
     p.add_argument("--trace-seed", type=int, default=0, help="seed whose adaptive fits are traced (-1: none)")
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return {"checks": checks}
     argv_list = list(sys.argv[1:] if argv is None else argv)
     result = run_landscape(cfg, args.us, None if args.trace_seed < 0 else args.trace_seed, args.reference,
-                           args.paper_u, command="python -m mbrl_po.benchmark.u_landscape " + shlex.join(argv_list))
+                           args.paper_u, command="python -m benchmarks.harness.u_landscape " + shlex.join(argv_list))
     print(result["md"].read_text())
     return result
 

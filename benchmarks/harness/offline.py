@@ -16,7 +16,7 @@ across all runs). Metrics, all in raw units over the observation dims:
   ensemble-mean predictions along real test segments with the real actions (H = 1 equals ``rmse``);
 * ``fit_time_s``: wall time of ``DynamicsTrainer.fit``.
 
-Run ``python -m mbrl_po.benchmark.offline --help``; :func:`demo` is the quick README version.
+Run ``python -m benchmarks.harness.offline --help``; :func:`demo` is the quick README version.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbrl_po.benchmark.stats import format_mean_ci, markdown_table, mean_ci
+from benchmarks.harness.stats import format_mean_ci, markdown_table, mean_ci
 from mbrl_po.data.collect import collect, episode_ids, load_npz, save_npz, validate_transitions
 from mbrl_po.models.ensemble import EnsembleConfig, GaussianEnsemble
 from mbrl_po.training.bilevel import BilevelSolver
@@ -62,7 +62,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "pg-learned-diag-on-residual": ("pg", {"reward_matrix": "learned", "structure": "diag", "base": "residual"}),
 }
 #: prefix of the fixed-scalar-U variants ``pg-fixed-<u>`` (U = u·I held constant, e.g. ``pg-fixed-0.08``), the
-#: points of the likelihood landscape over u (:mod:`mbrl_po.benchmark.u_landscape`).
+#: points of the likelihood landscape over u (:mod:`benchmarks.harness.u_landscape`).
 FIXED_PREFIX = "pg-fixed-"
 SETTINGS = ("ours", "authors")
 
@@ -981,9 +981,9 @@ def demo(
     return rows
 
 
-def build_parser(prog: str = "python -m mbrl_po.benchmark.offline", description: str | None = None
+def build_parser(prog: str = "python -m benchmarks.harness.offline", description: str | None = None
                  ) -> argparse.ArgumentParser:
-    """The command-line options of an offline run (shared with :mod:`mbrl_po.benchmark.u_landscape`)."""
+    """The command-line options of an offline run (shared with :mod:`benchmarks.harness.u_landscape`)."""
     p = argparse.ArgumentParser(
         prog=prog,
         description=description or "Offline comparison of dynamics objectives (MSE, NLL, PG variants).",
