@@ -299,3 +299,10 @@ def test_return_per_second_reads_the_first_eval_at_the_target(tmp_path) -> None:
     (tmp_path / "metrics_pg_learned.csv").write_text(head + "1000,901,140\n")
     assert return_per_second(peer, tmp_path)[2].startswith("partly")
     assert return_per_second(peer, tmp_path / "missing") is None
+
+
+def test_planning_rungs_parse_and_bad_ones_name_the_form() -> None:
+    assert speed.parse_rungs("100x5x30x3, 64x5x10x3") == ((100, 5, 30, 3), (64, 5, 10, 3))
+    for bad in ("1x2x3", "0x5x30x3", "axbxcxd"):
+        with pytest.raises(ValueError, match="allowed POPxPARTICLESxHORIZONxITERS"):
+            speed.parse_rungs(bad)

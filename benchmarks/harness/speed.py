@@ -592,12 +592,16 @@ def _make_agent(
     return MPCAgent(opt, TrajectoryEvaluator(env, part), device=device, seed=seed)
 
 
-def run_plan(device: torch.device, quick: bool, budget_s: float) -> dict[str, Any]:
-    rungs = RUNGS[:-1] if quick else RUNGS
+def run_plan(device: torch.device, quick: bool, budget_s: float,
+             rungs: tuple[tuple[int, int, int, int], ...] | None = None,
+             dims_keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """ms per planned action at each rung (default :data:`RUNGS`, the largest skipped with ``quick``) on each
+    of ``dims_keys`` (default every :data:`PLAN_DIMS`), beside the matmul floor."""
+    rungs = rungs or (RUNGS[:-1] if quick else RUNGS)
     max_reps = 3 if quick else 7
     fl = Floor(device)
     results = []
-    for dims_key in PLAN_DIMS:
+    for dims_key in dims_keys or tuple(PLAN_DIMS):
         model, term, rew, o, a = _plan_model(dims_key, device)
         dims = layer_dims(o, a, learn_reward=rew is None)
         for rung in rungs:
@@ -976,7 +980,19 @@ PEER_WORKLOADS = {"train": ["train-epoch", "--repeats", "3"], "plan": ["plan", "
                   "mbpo": ["mbpo-step"]}
 
 
-def run_peer_workload(python: str, section: str, threads: int, device: str) -> dict[str, Any]:
+def parse_rungs(text: str) -> tuple[tuple[int, int, int, int], ...]:
+    """``"100x5x30x3,64x5x10x3"`` -> ((100, 5, 30, 3), (64, 5, 10, 3)); a ValueError naming the form otherwise."""
+    out = []
+    for part in text.split(","):
+        bits = part.strip().lower().split("x")
+        if len(bits) != 4 or not all(b.isdigit() and int(b) > 0 for b in bits):
+            raise ValueError(f"rungs: got {part!r}, allowed POPxPARTICLESxHORIZONxITERS with positive integers")
+        out.append(tuple(int(b) for b in bits))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def run_peer_workload(python: str, section: str, threads: int, device: str,
+                      extra: list[str] | None = None) -> dict[str, Any]:
     """Run mbrl-lib's side of ``section`` now (``benchmarks/peers/mbrl_lib.py`` with the peer venv's
     ``python``) and return its result in the form of a ``workloads`` entry of the peer JSON."""
     import subprocess
@@ -984,7 +1000,8 @@ def run_peer_workload(python: str, section: str, threads: int, device: str) -> d
     runner = Path(__file__).resolve().parents[2] / "benchmarks" / "peers" / "mbrl_lib.py"
     if not runner.exists():
         raise ValueError(f"peer-python: the peer runner {runner} is not there (run from a checkout)")
-    cmd = [python, str(runner), *PEER_WORKLOADS[section], "--threads", str(max(threads, 0)), "--device", device]
+    cmd = [python, str(runner), *PEER_WORKLOADS[section], *(extra or []), "--threads", str(max(threads, 0)),
+           "--device", device]
     log(f"peer: {' '.join(cmd[1:])}")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
@@ -1570,6 +1587,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "each section right after ours, so the ratios compare figures of one run")
     p.add_argument("--gpu-json", default=None, help="a GPU run's --json, to fill the GPU column")
     p.add_argument("--rung-budget", type=float, default=None, help="seconds per planning rung (default 10/30)")
+    p.add_argument("--rungs", default=None, metavar="NxPxHxI,...",
+                   help="planning rungs (population x particles x horizon x iterations) instead of the ladder, e.g. "
+                        "the locomotion suite's PETS setting 100x5x30x3; mbrl-lib (--peer-python) runs the same")
+    p.add_argument("--dims", default=None, help="planning dims: ip, hc or ip,hc (default both)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--from-json", default=None, help="re-write the report from an earlier --json or report (no measuring)"
@@ -1622,15 +1643,22 @@ def main(argv: list[str] | None = None) -> int:
         res["floor"] = run_floor(device, args.quick)
     if "train" in sections:
         res["train"] = run_train(device, args.quick)
+    rungs = parse_rungs(args.rungs) if args.rungs else None
+    dims_keys = tuple(d.strip() for d in args.dims.split(",")) if args.dims else None
+    if dims_keys and set(dims_keys) - set(PLAN_DIMS):
+        raise ValueError(f"dims: got {args.dims!r}, allowed a comma list of {list(PLAN_DIMS)}")
     if "plan" in sections:
-        res["plan"] = run_plan(device, args.quick, budget)
+        res["plan"] = run_plan(device, args.quick, budget, rungs, dims_keys)
     if "mbpo" in sections:
         res["mbpo"] = run_mbpo(device, args.quick)
     peer = load_peer(Path(args.peer_json))
     if args.peer_python:  # mbrl-lib measured now, after ours, on the same machine and thread count
         peer = {"peer": "mbrl-lib", "same_run": True, "machine": None, "workloads": {}}
         for sec in (x for x in ("train", "plan", "mbpo") if x in sections):
-            w = run_peer_workload(args.peer_python, sec, args.threads, args.device)
+            extra = []
+            if sec == "plan":
+                extra = (["--rungs", args.rungs] if args.rungs else []) + (["--dims", args.dims] if args.dims else [])
+            w = run_peer_workload(args.peer_python, sec, args.threads, args.device, extra)
             peer["workloads"][w["workload"]] = w
             peer["machine"] = peer["machine"] or w.get("machine")
         res["peer"] = peer
