@@ -102,7 +102,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = RunDir.create(args.runs_dir, cfg, args.name, lock=True)
         agent.run = run
         print(f"run directory: {run.path}", file=sys.stderr)
-    result = agent.train()
+    try:
+        result = agent.train()
+    except MbrlPoError:
+        raise
+    except ValueError as e:  # raised inside the run: a bug, not a bad setting; keep its traceback
+        raise RuntimeError(f"the run in {run.path} failed at env step {agent.step} (not a configuration error: "
+                           f"the traceback follows); after a fix, continue it with --resume {run.path}") from e
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
     print(f"metrics: {run.metrics_path}")
     return 0

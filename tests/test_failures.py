@@ -226,3 +226,18 @@ def test_broken_buffers_metrics_and_leftover_tmp_files_are_one_line_errors(tmp_p
     assert f"metrics: {run.metrics_path} is missing" in capsys.readouterr().err
     run.save_checkpoint(agent.state_dict(), agent._buffers())  # a save clears what an interrupted one left
     assert not list(run.ckpt_dir.glob("*.tmp")) and not list(run.ckpt_dir.glob(".*.tmp"))
+
+
+def test_a_value_error_inside_a_run_keeps_its_traceback(tmp_path, monkeypatch):
+    from mbrl_po.cli import main
+
+    def broken_train(self):  # noqa: ANN001, ANN202 - a bug hours into a run
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    monkeypatch.setattr(PETS, "train", broken_train)
+    with pytest.raises(RuntimeError, match="not a configuration error") as e:
+        main(["train", "--agent", "pets", "--env", "inverted_pendulum", "--steps", "50", "--runs-dir",
+              str(tmp_path), "--name", "r", "--set", "device=cpu"])
+    assert isinstance(e.value.__cause__, ValueError)  # the original error and its traceback are kept
+    # a configuration error still is one line
+    assert main(["show-config", "--set", "model.lr=-1"]) == 2
