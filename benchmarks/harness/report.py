@@ -8,7 +8,7 @@ evaluation at or before the budget, and only trials that reached the budget coun
 Student-t interval over seeds, with n seeds. A group is agent x objective (x config hash, when one label was
 run with several configs). Budgets of a task: the final env step of each group on it, plus half the largest.
 Besides the returns: every seed's own curve summary (last evaluation, mean over the last 10% of its steps,
-best, CPU time per 1,000 env steps), the model metrics at the final budget, and for every PG variant its
+best, wall minutes per 1,000 env steps of its one-core run), the model metrics at the final budget, and for every PG variant its
 seed-paired difference to the same agent's ``nll`` (positive: PG is better) with a 95% interval.
 """
 
@@ -163,7 +163,8 @@ def load_anchors(path: str | Path | None = None) -> list[Anchor]:
 
 def seed_rows(g: Group, running: set[str]) -> list[list[str]]:
     """One row per seed of ``g``: last step, its return, the mean over the last 10% of its steps, the best
-    evaluation, and CPU seconds per 1,000 env steps (the run's wall time on one core)."""
+    evaluation, and wall minutes per 1,000 env steps (the run's wall time; one torch thread, so on a machine
+    with a core per run it is close to the CPU time)."""
     out = []
     for seed in sorted(g.curves):
         curve = g.curves[seed]
@@ -256,9 +257,10 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
                        "'—': no published point near it).\n")
         out.append("<details><summary>Every seed (long runs are peaky: read each seed, not only the mean)"
                    "</summary>\n\n'last 10%': mean eval return over the seed's evaluations in the last 10% of its "
-                   "steps (inclusive); CPU min / 1k steps: its wall time on one core per 1,000 env steps.\n")
+                   "steps (inclusive); wall min / 1k steps: its run's wall time per 1,000 env steps (one torch thread; "
+                   "close to CPU time when each run has a core).\n")
         out.append(markdown_table(["agent objective", "seed", "state", "last step", "return there",
-                                   "last 10%", "best", "CPU min / 1k steps"],
+                                   "last 10%", "best", "wall min / 1k steps"],
                                   [r for g in groups for r in seed_rows(g, running)]))
         out.append("</details>\n")
         # model quality and PG-vs-NLL at each agent's own final budget (agents of one task may run for
