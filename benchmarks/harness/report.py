@@ -9,8 +9,8 @@ Student-t interval over seeds, with n seeds. A group is agent x objective (x con
 run with several configs). Budgets of a task: the final env step of each group on it, plus half the largest.
 Besides the returns: every seed's own curve summary (last evaluation, mean over the last 10% of its steps,
 best, wall minutes per 1,000 env steps of its one-core run), the model metrics at the final budget, and for
-every PG variant its
-seed-paired difference to the same agent's ``nll`` (positive: PG is better) with a 95% interval.
+every PG variant its seed-paired difference to the same agent's ``nll`` (positive: PG is better) with a 95%
+interval.
 """
 
 from __future__ import annotations
