@@ -49,6 +49,14 @@ METRIC_COLUMNS = (
 """Columns of ``metrics.csv``; a row fills only what happened at that step (episode end, evaluation, retrain).
 ``model_rollback`` came last so that older files keep their column positions (a resume rewrites the header)."""
 
+TENSORBOARD_DIR = "tensorboard"
+"""Where a run's TensorBoard events go (``<run>/tensorboard/``), when the ``tensorboard`` package is installed."""
+TENSORBOARD_VAR = "MBRL_PO_TENSORBOARD"
+"""Set to ``0`` to write no TensorBoard events even when ``tensorboard`` is installed."""
+_TB_GROUPS = {"episode_return": "rollout", "episode_length": "rollout", "eval_return": "eval", "model_nll": "model",
+              "model_mse": "model", "rollout_error": "model", "u": "model", "model_fit_s": "time",
+              "wall_time": "time", "model_rollback": "model"}
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
@@ -85,6 +93,7 @@ class RunDir:
         self.ckpt_dir = self.path / "checkpoints"
         self._lock: Any = None
         self._files: dict[str, str] | None = None  # buffer files named by latest.pt, once known
+        self._tb: Any = None  # stable-baselines3 Logger writing TensorBoard events (False: none), made on first log
 
     @staticmethod
     def default_name(cfg: AgentConfig) -> str:
@@ -196,6 +205,27 @@ class RunDir:
         with open(self.metrics_path, "a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
             f.flush()
+        tb = self._tensorboard()
+        if tb is not None and row.get("env_step") is not None:
+            for k, v in row.items():
+                if k in _TB_GROUPS and isinstance(v, int | float | np.floating | np.integer) and math.isfinite(v):
+                    tb.record(f"{_TB_GROUPS[k]}/{k}", float(v))
+            tb.dump(step=int(row["env_step"]))
+
+    def _tensorboard(self) -> Any:
+        """stable-baselines3's ``Logger`` with a TensorBoard output in ``<run>/tensorboard/`` (so ``tensorboard
+        --logdir runs`` shows every run), or None without the ``tensorboard`` package or with
+        ``$MBRL_PO_TENSORBOARD=0``. metrics.csv stays the record: events are a view of it."""
+        if self._tb is None:
+            import importlib.util
+
+            self._tb = False
+            if os.environ.get(TENSORBOARD_VAR, "1") != "0" and importlib.util.find_spec("tensorboard") is not None:
+                from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+
+                folder = str(self.path / TENSORBOARD_DIR)
+                self._tb = Logger(folder=folder, output_formats=[TensorBoardOutputFormat(folder)])
+        return self._tb or None
 
     def read_metrics(self) -> list[dict[str, str]]:
         if not self.metrics_path.is_file():
