@@ -197,6 +197,84 @@ def test_same_plan_for_the_same_seed(optimizer: str, small_chunks) -> None:
     close(plans[1][1], plans[0][1])
 
 
+# ------------------------------------------------------------------------------------------ bf16 inference
+def _bf16_oracle(model: GaussianEnsemble, x: torch.Tensor, members: torch.Tensor | None):
+    """The plain forward with bf16 rounding where the fast path rounds: inputs and weights once, every
+    layer's output (matmul accumulated in float32); the head's output comes back in float32."""
+    def rnd(t: torch.Tensor) -> torch.Tensor:
+        return t.to(torch.bfloat16).float()
+
+    layers = [*model.hidden, model.head]
+    idx = torch.arange(model.ensemble_size) if members is None else members
+    h = rnd(x.expand(idx.shape[0], *x.shape) if x.ndim == 2 else x)
+    for i, layer in enumerate(layers):
+        h = rnd(torch.baddbmm(rnd(layer.bias[idx]), h, rnd(layer.weight[idx])))
+        if i < len(layers) - 1:
+            h = rnd(model.act(h))
+    mean, logvar = h.chunk(2, dim=-1)
+    logvar = model.max_logvar - torch.nn.functional.softplus(model.max_logvar - logvar)
+    logvar = model.min_logvar + torch.nn.functional.softplus(logvar - model.min_logvar)
+    return mean, logvar
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bf16_forward_rounds_like_its_oracle_and_returns_float32(chunked: bool, monkeypatch) -> None:
+    if chunked:
+        monkeypatch.setattr(GaussianEnsemble, "nograd_chunk_rows", {"cpu": 3})
+    model = random_model()
+    g = torch.Generator().manual_seed(3)
+    x3 = torch.randn(5, 11, model.config.input_dim, generator=g)
+    x2 = torch.randn(11, model.config.input_dim, generator=g)
+    for x, members in ((x3, model.elite_idx), (x2, None)):
+        with torch.no_grad():
+            mean, lv = model(x, members, torch.bfloat16)
+            ref32 = model(x, members)
+            oracle = _bf16_oracle(model, x, members)
+        assert mean.dtype == lv.dtype == torch.float32
+        # within bf16 rounding (8-bit mantissa) of the oracle that rounds at the same places ...
+        for got, want in zip((mean, lv), oracle, strict=True):
+            assert torch.allclose(got, want, rtol=2e-2, atol=2e-2), (got - want).abs().max()
+        # ... and really computed in bf16: not the float32 result
+        assert not torch.allclose(mean, ref32[0], rtol=1e-5, atol=1e-6)
+        assert torch.allclose(mean, ref32[0], rtol=5e-2, atol=5e-2)
+
+
+def test_bf16_weight_cache_follows_the_weights() -> None:
+    layer = EnsembleLinear(4, 3, 2)
+    members = torch.tensor([2, 0])
+    with torch.no_grad():
+        w1, b1 = layer._member_params(None, torch.bfloat16)
+        assert w1.dtype == b1.dtype == torch.bfloat16 and torch.equal(w1.float(), layer.weight.bfloat16().float())
+        assert layer._member_params(None, torch.bfloat16)[0] is w1  # a hit
+        assert layer._member_params(None)[0] is layer.weight  # float32, all members: the parameter itself
+        layer.weight.add_(1.0)  # an optimizer step
+        w2, _ = layer._member_params(None, torch.bfloat16)
+        assert torch.equal(w2.float(), layer.weight.bfloat16().float())
+        w3, _ = layer._member_params(members, torch.bfloat16)
+        assert torch.equal(w3.float(), layer.weight[members].bfloat16().float())
+    with pytest.raises(ValueError, match="dtype"):
+        layer._member_params(members, torch.bfloat16)  # under autograd: training has its own precision
+
+
+@pytest.mark.parametrize("propagation", ["ts1", "expectation"])
+def test_bf16_rollout_draws_the_same_randoms_and_stays_close(propagation: str) -> None:
+    model = random_model(obs_dim=4, act_dim=1, hidden_sizes=(32, 32))
+    g = torch.Generator().manual_seed(5)
+    obs0 = 0.1 * torch.randn(20, 4, generator=g)
+    plans = 0.5 * torch.randn(20, 4, 1, generator=g)
+    out = {}
+    for precision in ("float32", "bf16"):
+        env = ModelEnv(model, None, REWARDS["inverted_pendulum"], propagation,
+                       torch.Generator().manual_seed(11), precision=precision)
+        out[precision] = (env.rollout(obs0, plans), env.obs, env.generator.get_state())
+    assert torch.equal(out["bf16"][2], out["float32"][2])  # same member draws and noise
+    assert out["bf16"][1].dtype == torch.float32
+    assert torch.allclose(out["bf16"][1], out["float32"][1], rtol=0.1, atol=0.1)
+    assert not torch.equal(out["bf16"][1], out["float32"][1])
+    with pytest.raises(ValueError, match=r"precision: got 'fp16', allowed \['float32', 'bf16'\]"):
+        ModelEnv(model, None, REWARDS["inverted_pendulum"], precision="fp16")
+
+
 # ------------------------------------------------------------------------------------------ bf16 rule
 def test_bf16_is_a_no_go_without_bf16_matrix_instructions(monkeypatch) -> None:
     monkeypatch.setattr(speed, "cpu_flags", lambda: {"avx", "avx2", "fma"})

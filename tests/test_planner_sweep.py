@@ -15,7 +15,10 @@ def test_settings_parse_and_bad_ones_name_the_form():
     s = ps.parse_setting("iCEM-100x5x30x3")
     assert (s.optimizer, s.population, s.particles, s.horizon, s.iterations) == ("icem", 100, 5, 30, 3)
     assert s.name == "icem-100x5x30x3" and s.rows_per_action == 100 * 5 * 30 * 3
-    for bad in ("cem-64x5x10", "ppo-1x1x1x1", "cem-0x5x10x3", "cem-64x5x10x3x1"):
+    assert s.precision == "float32" and ps.parse_setting("cem-1x2x3x4@float32").name == "cem-1x2x3x4"
+    b = ps.parse_setting("cem-100x5x30x3@BF16")
+    assert (b.precision, b.population, b.name) == ("bf16", 100, "cem-100x5x30x3@bf16")
+    for bad in ("cem-64x5x10", "ppo-1x1x1x1", "cem-0x5x10x3", "cem-64x5x10x3x1", "cem-64x5x10x3@fp16"):
         with pytest.raises(ValueError, match="allowed <cem|icem|mppi>"):
             ps.parse_setting(bad)
 
@@ -40,17 +43,17 @@ def test_sweep_on_a_tiny_pets_run_is_paired_and_resumable(tmp_path, capsys):
     run = RunDir.create(tmp_path, cfg, "run")
     PETS(cfg, run, progress=False).train()
     out = tmp_path / "sweep"
-    argv = ["--run", str(run.path), "--settings", "cem-8x2x3x1", "mppi-6x1x2x2", "--episodes", "2",
+    argv = ["--run", str(run.path), "--settings", "cem-8x2x3x1", "mppi-6x1x2x2@bf16", "--episodes", "2",
             "--episode-steps", "5", "--out", str(out)]
     assert ps.main(argv) == 0
     rows = read_csv(out / "sweep.csv")
     assert [(r["setting"], r["episode"]) for r in rows] == [("cem-8x2x3x1", "0"), ("cem-8x2x3x1", "1"),
-                                                           ("mppi-6x1x2x2", "0"), ("mppi-6x1x2x2", "1")]
+                                                           ("mppi-6x1x2x2@bf16", "0"), ("mppi-6x1x2x2@bf16", "1")]
     assert {r["env_seed"] for r in rows if r["episode"] == "0"} == {str(ps.ENV_SEED_BASE)}  # paired
     assert all(0 < int(r["steps"]) <= 5 and float(r["ms_per_action"]) > 0 for r in rows)
     assert all(r["model_step"] == "60" for r in rows)
     text = (out / "sweep.md").read_text()
-    assert "| cem-8x2x3x1 | 2 |" in text and "mppi-6x1x2x2" in text
+    assert "| cem-8x2x3x1 | 2 |" in text and "mppi-6x1x2x2@bf16" in text
     assert (out / "sweep.png").stat().st_size > 1000
     capsys.readouterr()
     assert ps.main(argv) == 0  # rerun: every episode is already there, nothing is planned again

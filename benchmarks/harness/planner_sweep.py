@@ -8,7 +8,8 @@ across settings), and each episode's return and process CPU time per action are 
         --episodes 2 --episode-steps 300 --out docs/results/planning/halfcheetah
 
 A setting is ``<optimizer>-<population>x<particles>x<horizon>x<iterations>`` (optimizer ``cem``, ``icem`` or
-``mppi``); the other planner options are the run's. Rows go to ``<out>/sweep.csv`` as each episode ends (a
+``mppi``), optionally with ``@bf16`` for the model's matmuls in bf16 (``ModelEnv(precision="bf16")``; default
+float32); the other planner options are the run's. Rows go to ``<out>/sweep.csv`` as each episode ends (a
 killed sweep skips finished episodes when rerun); ``<out>/sweep.md`` and ``sweep.png`` are rewritten at the end.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-SETTING = re.compile(r"^(cem|icem|mppi)-(\d+)x(\d+)x(\d+)x(\d+)$")
+SETTING = re.compile(r"^(cem|icem|mppi)-(\d+)x(\d+)x(\d+)x(\d+)(?:@(float32|bf16))?$")
 COLUMNS = ("setting", "optimizer", "population", "particles", "horizon", "iterations", "episode", "env_seed",
            "max_steps", "steps", "return", "ms_per_action", "machine", "model_run", "model_step", "commit")
 ENV_SEED_BASE = 10_000
@@ -41,10 +42,12 @@ class Setting:
     particles: int
     horizon: int
     iterations: int
+    precision: str = "float32"
 
     @property
     def name(self) -> str:
-        return f"{self.optimizer}-{self.population}x{self.particles}x{self.horizon}x{self.iterations}"
+        tail = "" if self.precision == "float32" else f"@{self.precision}"
+        return f"{self.optimizer}-{self.population}x{self.particles}x{self.horizon}x{self.iterations}{tail}"
 
     @property
     def rows_per_action(self) -> int:
@@ -53,16 +56,19 @@ class Setting:
 
 
 def parse_setting(text: str) -> Setting:
-    """``cem-64x5x10x3`` -> :class:`Setting`; a ValueError naming the allowed form otherwise."""
+    """``cem-64x5x10x3`` (or ``cem-64x5x10x3@bf16``) -> :class:`Setting`; a ValueError naming the allowed form
+    otherwise."""
     m = SETTING.match(text.strip().lower())
-    if not m or min(int(x) for x in m.groups()[1:]) < 1:
+    if not m or min(int(x) for x in m.groups()[1:5]) < 1:
         raise ValueError(f"setting: got {text!r}, allowed <cem|icem|mppi>-<population>x<particles>x<horizon>x"
-                         "<iterations> with positive integers, e.g. cem-64x5x10x3")
-    return Setting(m.group(1), *(int(x) for x in m.groups()[1:]))
+                         "<iterations>[@float32|@bf16] with positive integers, e.g. cem-64x5x10x3 or "
+                         "cem-100x5x30x3@bf16")
+    return Setting(m.group(1), *(int(x) for x in m.groups()[1:5]), precision=m.group(6) or "float32")
 
 
 def _planner(agent: Any, s: Setting, seed: int) -> Any:
     """An MPC agent with setting ``s`` on ``agent``'s model (the run's other planner options)."""
+    from mbrl_po.models.model_env import ModelEnv
     from mbrl_po.planning import MPCAgent, make_optimizer
     from mbrl_po.planning.evaluator import TrajectoryEvaluator
 
@@ -74,7 +80,10 @@ def _planner(agent: Any, s: Setting, seed: int) -> Any:
     if s.optimizer in ("cem", "icem"):
         kwargs.update(elite_fraction=p.elite_fraction, alpha=p.alpha)
     optimizer = make_optimizer(s.optimizer, s.horizon, low, high, **kwargs)
-    return MPCAgent(optimizer, TrajectoryEvaluator(agent.model_env, s.particles), device=agent.device, seed=seed)
+    me = agent.model_env
+    model_env = ModelEnv(me.model, me.termination_fn, me.reward_fn, me.propagation, me.generator, me.use_elites,
+                         precision=s.precision)
+    return MPCAgent(optimizer, TrajectoryEvaluator(model_env, s.particles), device=agent.device, seed=seed)
 
 
 def run_episode(agent: Any, s: Setting, env_seed: int, steps: int) -> tuple[float, int, list[float]]:

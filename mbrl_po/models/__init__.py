@@ -1,6 +1,14 @@
 """Dynamics models."""
 
-from mbrl_po.models.ensemble import EnsembleConfig, EnsembleLinear, GaussianEnsemble, Prediction
+from mbrl_po.models.ensemble import (
+    PRECISIONS,
+    EnsembleConfig,
+    EnsembleLinear,
+    GaussianEnsemble,
+    Prediction,
+    precision_dtype,
+)
 from mbrl_po.models.normalizer import Normalizer
 
-__all__ = ["EnsembleConfig", "EnsembleLinear", "GaussianEnsemble", "Normalizer", "Prediction"]
+__all__ = ["PRECISIONS", "EnsembleConfig", "EnsembleLinear", "GaussianEnsemble", "Normalizer", "Prediction",
+           "precision_dtype"]

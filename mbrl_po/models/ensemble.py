@@ -27,6 +27,19 @@ _INPLACE_ACTIVATIONS = {
 }
 """In-place versions of ``ACTIVATIONS``, used outside autograd (no activation is kept for a backward pass)."""
 
+PRECISIONS = ("float32", "bf16")
+"""Arithmetic precisions of the network's matmuls: training (the trainer's autocast) and inference (rollouts and
+planning, :meth:`GaussianEnsemble.forward`'s ``compute_dtype``). bf16 is fast only on CPUs with bf16 matrix
+instructions (avx512_bf16 / AMX) and on CUDA; elsewhere it is emulated and far slower than float32."""
+
+
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """``"float32"`` -> None (the parameters' own dtype), ``"bf16"`` -> ``torch.bfloat16``; a ValueError
+    naming the allowed values otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: got {precision!r}, allowed {list(PRECISIONS)}")
+    return torch.bfloat16 if precision == "bf16" else None
+
 
 @dataclass(frozen=True)
 class EnsembleConfig:
@@ -113,17 +126,33 @@ class EnsembleLinear(nn.Module):
         weight, bias = self._member_params(members)
         return torch.baddbmm(bias, x, weight)
 
-    def _member_params(self, members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights of a subset of members. Outside autograd the gathered copy is cached until the weights or
-        the index tensor change (planning calls the elites thousands of times between two trainings)."""
+    def _member_params(
+        self, members: torch.Tensor | None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights of a subset of members (``members=None``: all), in ``dtype`` (None: the parameters' own).
+
+        Outside autograd the gathered (or cast) copy is cached until the weights, the index tensor or the dtype
+        change (planning calls the elites thousands of times between two trainings)."""
         if torch.is_grad_enabled():
+            if dtype is not None:
+                raise ValueError("dtype: a compute dtype is for inference (no autograd); training casts with "
+                                 "the trainer's precision")
+            if members is None:
+                return self.weight, self.bias
             return self.weight[members], self.bias[members]
-        key = (members, members._version, self.weight._version, self.bias._version, self.weight.device)
+        if members is None and dtype is None:
+            return self.weight, self.bias
+        key = (None if members is None else members._version, self.weight._version, self.bias._version,
+               self.weight.device, dtype)
         c = self._cache
-        if c is None or c[0] is not members or c[1:5] != key[1:]:
-            self._cache = (*key, self.weight[members], self.bias[members])
+        if c is None or c[0] is not members or c[1] != key:
+            w = self.weight if members is None else self.weight[members]
+            b = self.bias if members is None else self.bias[members]
+            if dtype is not None:
+                w, b = w.to(dtype), b.to(dtype)
+            self._cache = (members, key, w, b)
             c = self._cache
-        return c[-2], c[-1]
+        return c[2], c[3]
 
 
 class Prediction(NamedTuple):
@@ -229,7 +258,7 @@ class GaussianEnsemble(nn.Module):
 
     # ------------------------------------------------------------------ network
     def forward(
-        self, inputs: torch.Tensor, members: torch.Tensor | None = None
+        self, inputs: torch.Tensor, members: torch.Tensor | None = None, compute_dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and soft-bounded log-variance in normalised target units.
 
@@ -237,25 +266,30 @@ class GaussianEnsemble(nn.Module):
             inputs: (E', B, I) normalised inputs, one slice per evaluated member, or (B, I) to evaluate
                 every one of the E' members on the same rows.
             members: optional (E',) long indices of the members to evaluate (default: all E).
+            compute_dtype: outside autograd only, the dtype of the network's matmuls and activations (e.g.
+                ``torch.bfloat16`` on CPUs with bf16 matrix instructions, see :data:`PRECISIONS`); the inputs
+                and the weights (cast once, cached) are cast to it and the head's outputs back to the
+                parameters' dtype, so the log-variance bounds and everything after run in float32. None: the
+                parameters' dtype. Training casts with the trainer's own ``precision`` instead.
 
         Returns:
             mean (E', B, T) and logvar (E', B, T).
         """
         n_members = self.config.ensemble_size if members is None else members.shape[0]
         x = inputs.expand(n_members, *inputs.shape) if inputs.ndim == 2 else inputs
-        mean, logvar = self._mlp(x, members).chunk(2, dim=-1)
+        mean, logvar = self._mlp(x, members, compute_dtype).chunk(2, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
 
-    def _layer_params(self, members: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(weight, bias) of every layer (hidden layers, then the head) for ``members`` (cached gathers)."""
-        layers = [*self.hidden, self.head]
-        if members is None:
-            return [(layer.weight, layer.bias) for layer in layers]
-        return [layer._member_params(members) for layer in layers]
+    def _layer_params(
+        self, members: torch.Tensor | None, dtype: torch.dtype | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) of every layer (hidden layers, then the head) for ``members`` in ``dtype`` (cached
+        gathers and casts)."""
+        return [layer._member_params(members, dtype) for layer in (*self.hidden, self.head)]
 
-    def _mlp(self, x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+    def _mlp(self, x: torch.Tensor, members: torch.Tensor | None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The network: (E', B, I) normalised inputs -> (E', B, 2T) raw head outputs ``[mean, logvar]``.
 
         One code path with and without autograd. The layers' parameters are read directly (no module call per
@@ -263,19 +297,27 @@ class GaussianEnsemble(nn.Module):
         runs in place (nothing is kept for a backward pass) and, on devices where :attr:`nograd_chunk_rows` is
         set, large batches go through the network in blocks of that many rows per member so the activations of
         a block stay in the CPU cache between layers. None of this changes a value (``tests/oracles.py`` holds
-        the module-by-module reference the tests compare against).
+        the module-by-module reference the tests compare against). With ``dtype`` (no autograd) the blocks run
+        in that dtype and come back in the parameters' dtype.
         """
-        params = self._layer_params(members)
+        if dtype == self.max_logvar.dtype:
+            dtype = None
+        params = self._layer_params(members, dtype)
         grad = torch.is_grad_enabled()
         act = self.act if grad else self._act_inplace
         chunk = None if grad else self.nograd_chunk_rows.get(x.device.type)
         rows = x.shape[1]
 
+        out_dtype = x.dtype
+
         def mlp(h: torch.Tensor) -> torch.Tensor:
+            if dtype is not None:
+                h = h.to(dtype)
             for w, b in params[:-1]:
                 h = act(torch.baddbmm(b, h, w))
             w, b = params[-1]
-            return torch.baddbmm(b, h, w)
+            h = torch.baddbmm(b, h, w)
+            return h if dtype is None else h.to(out_dtype)
 
         if chunk is None or rows <= chunk:
             return mlp(x)
@@ -363,6 +405,7 @@ class GaussianEnsemble(nn.Module):
         generator: torch.Generator | None = None,
         members: torch.Tensor | None = None,
         deterministic: bool = False,
+        compute_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw one next state (and reward) per row from each member's Gaussian.
 
@@ -372,11 +415,12 @@ class GaussianEnsemble(nn.Module):
             generator: torch.Generator on the model's device, for reproducible draws.
             members: optional (E',) indices.
             deterministic: return the means instead of samples.
+            compute_dtype: the network's matmul dtype outside autograd (see :meth:`forward`).
 
         Returns:
             next_obs (E', B, O) and rewards (E', B) (None when the reward is not learned).
         """
-        y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic)
+        y = self.sample_joint(torch.cat([obs, actions], dim=-1), generator, members, deterministic, compute_dtype)
         o = self.config.obs_dim
         return y[..., :o], (y[..., o] if self.config.learn_reward else None)
 
@@ -386,6 +430,7 @@ class GaussianEnsemble(nn.Module):
         generator: torch.Generator | None = None,
         members: torch.Tensor | None = None,
         deterministic: bool = False,
+        compute_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """:meth:`sample` on raw ``[obs, action]`` rows, returning ``[next_obs, reward]`` as one tensor.
 
@@ -396,13 +441,13 @@ class GaussianEnsemble(nn.Module):
 
         Args:
             inputs_raw: (E', B, O + A) or (B, O + A) unnormalised observations and actions.
-            generator, members, deterministic: as in :meth:`sample`.
+            generator, members, deterministic, compute_dtype: as in :meth:`sample`.
 
         Returns:
             (E', B, T) raw targets: next observation (the observation added back for delta models) and, when
             learned, the reward in the last column.
         """
-        mean, logvar = self(self.input_normalizer(inputs_raw), members)
+        mean, logvar = self(self.input_normalizer(inputs_raw), members, compute_dtype)
         tn = self.target_normalizer
         if deterministic:
             y = tn.inverse(mean)

@@ -15,12 +15,10 @@ import torch
 
 from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
 from mbrl_po.errors import NonFiniteModelError
-from mbrl_po.models.ensemble import GaussianEnsemble
+from mbrl_po.models.ensemble import PRECISIONS, GaussianEnsemble
 from mbrl_po.objectives import Objective, PGObjective, gaussian_nll, make_objective
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.types import ModelBatch, TransitionData
-
-PRECISIONS = ("float32", "bf16")
 
 
 @dataclass
