@@ -19,14 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mbrl_po.models.ensemble import ACTIVATIONS as _ACTIVATIONS
+from mbrl_po.models.model_env import PROPAGATIONS
+from mbrl_po.objectives import OBJECTIVES as _OBJECTIVES
+from mbrl_po.objectives import REWARD_MATRICES
+from mbrl_po.objectives.pg import BASELINES, ESTIMATORS, REWARD_TRANSFORMS
+from mbrl_po.objectives.reward_matrix import COVARIANCES, STRUCTURES
+from mbrl_po.planning import OPTIMIZERS as _OPTIMIZERS
 from mbrl_po.resources import shipped_config_dir
+from mbrl_po.training.bilevel import METHODS as BILEVEL_METHODS
+from mbrl_po.training.trainer import PRECISIONS
 
+# The choices a config accepts. Each is declared once, by the library module that implements it (imported
+# above); the config only adds its own (agent kinds, devices, where a planner's reward comes from).
 AGENT_KINDS = ("pets", "mbpo", "sac")
-OBJECTIVE_NAMES = ("nll", "mse", "pg")
-REWARD_MATRIX_NAMES = ("identity", "scaled", "inverse_cov", "learned")
-OPTIMIZERS = ("cem", "icem", "mppi")
-PROPAGATIONS = ("ts1", "ts_inf", "expectation", "mean")
 DEVICES = ("auto", "cpu", "cuda")
+PLANNER_REWARDS = ("task", "learned")
+ACTIVATIONS = tuple(_ACTIVATIONS)
+OBJECTIVE_NAMES = tuple(_OBJECTIVES)
+OPTIMIZERS = tuple(_OPTIMIZERS)
+#: every reward matrix but ``fixed``, whose U is a tensor given in code (it has no config spelling)
+REWARD_MATRIX_NAMES = tuple(k for k in REWARD_MATRICES if k != "fixed")
 
 AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
 DEFAULT_AGENTS_DIR = shipped_config_dir("agents")
@@ -122,8 +135,8 @@ class ModelSection:
         _real("model.weight_decay", self.weight_decay, 0)
         _real("model.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
         _real("model.grad_clip", self.grad_clip, 0, low_open=True)
-        _choice("model.precision", self.precision, ("float32", "bf16"))
-        _choice("model.activation", self.activation, ("silu", "relu", "tanh", "elu"))
+        _choice("model.precision", self.precision, PRECISIONS)
+        _choice("model.activation", self.activation, ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -155,12 +168,12 @@ class ObjectiveSection:
         _integer("objective.num_samples", self.num_samples, 1)
         _real("objective.bilevel_lr", self.bilevel_lr, 0, low_open=True)
         _integer("objective.bilevel_iterations", self.bilevel_iterations, 1)
-        _choice("objective.estimator", self.estimator, ("score", "pathwise"))
-        _choice("objective.baseline", self.baseline, ("loo", "none"))
-        _choice("objective.reward_transform", self.reward_transform, ("none", "normalize", "rbf"))
-        _choice("objective.covariance", self.covariance, ("residual", "marginal"))
-        _choice("objective.structure", self.structure, ("", "scalar", "diag", "full"))
-        _choice("objective.bilevel_method", self.bilevel_method, ("implicit", "neumann", "one_step"))
+        _choice("objective.estimator", self.estimator, ESTIMATORS)
+        _choice("objective.baseline", self.baseline, BASELINES)
+        _choice("objective.reward_transform", self.reward_transform, REWARD_TRANSFORMS)
+        _choice("objective.covariance", self.covariance, COVARIANCES)
+        _choice("objective.structure", self.structure, ("", *STRUCTURES))
+        _choice("objective.bilevel_method", self.bilevel_method, BILEVEL_METHODS)
         _choice("objective.learned_init", self.learned_init, ("identity", "residual"))
         if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
@@ -198,7 +211,7 @@ class PlannerSection:
     def __post_init__(self) -> None:
         _choice("planner.optimizer", self.optimizer, OPTIMIZERS)
         _choice("planner.propagation", self.propagation, PROPAGATIONS)
-        _choice("planner.reward", self.reward, ("task", "learned"))
+        _choice("planner.reward", self.reward, PLANNER_REWARDS)
         for k in ("horizon", "iterations", "particles"):
             _positive(f"planner.{k}", getattr(self, k))
         _integer("planner.population", self.population, 2)

@@ -165,3 +165,21 @@ def test_sections_validate_when_built_directly_too():
     assert ModelSection(holdout_fraction=0.0, weight_decay=0.0).holdout_fraction == 0.0
     assert PlannerSection(elite_fraction=1.0, alpha=0.0).elite_fraction == 1.0
     assert SACSection(gamma=1.0, tau=1.0, target_entropy=-3.0, net_arch=()).gamma == 1.0
+
+
+def test_config_choices_are_the_librarys_own():
+    from mbrl_po import config
+    from mbrl_po.models.ensemble import ACTIVATIONS
+    from mbrl_po.models.model_env import PROPAGATIONS
+    from mbrl_po.objectives import OBJECTIVES, REWARD_MATRICES
+    from mbrl_po.planning import OPTIMIZERS
+    from mbrl_po.training.trainer import PRECISIONS
+
+    assert config.PROPAGATIONS is PROPAGATIONS and config.PRECISIONS is PRECISIONS
+    assert config.ACTIVATIONS == tuple(ACTIVATIONS) and config.OPTIMIZERS == tuple(OPTIMIZERS)
+    assert config.OBJECTIVE_NAMES == tuple(OBJECTIVES)
+    assert set(config.REWARD_MATRIX_NAMES) == set(REWARD_MATRICES) - {"fixed"}  # fixed: a tensor, set in code
+    for name in PROPAGATIONS:  # every library choice is reachable from a config
+        assert load_agent_config("pets", "hopper", {"planner": {"propagation": name}}).planner.propagation == name
+    for name in ACTIVATIONS:
+        assert load_agent_config("pets", "hopper", {"model": {"activation": name}}).model.activation == name
