@@ -119,3 +119,87 @@ def test_variant_config_hashes_are_pinned(overrides, expected):
 @pytest.mark.parametrize(("optimizer", "expected"), [("icem", "9f671ed759"), ("mppi", "6aa8514af7")])
 def test_optimizer_choice_hashes_are_pinned(optimizer, expected):
     assert load_agent_config("pets", "halfcheetah", {"planner": {"optimizer": optimizer}}).config_hash() == expected
+
+
+# ---------------------------------------------------------------------------------------------- schema
+#: the fields of schema version 1 (the first recorded results): always in ``to_dict``, never versioned
+SCHEMA_1 = {
+    "kind", "env", "steps", "seed", "device",
+    *(f"model.{k}" for k in ("ensemble_size", "num_elites", "hidden_sizes", "activation", "lr", "weight_decay",
+                             "batch_size", "max_epochs", "patience", "holdout_fraction", "grad_clip", "precision")),
+    *(f"objective.{k}" for k in ("name", "reward_matrix", "entropy_weight", "num_samples", "estimator", "baseline",
+                                 "reward_transform", "covariance", "structure", "bilevel_method", "bilevel_lr",
+                                 "bilevel_iterations")),
+    *(f"planner.{k}" for k in ("optimizer", "horizon", "population", "iterations", "particles", "elite_fraction",
+                               "alpha", "propagation", "reward")),
+    *(f"loop.{k}" for k in ("init_steps", "train_every", "eval_every", "eval_episodes", "checkpoint_every",
+                            "rollout_error_horizon")),
+    *(f"mbpo.{k}" for k in ("rollout_schedule", "epoch_length", "rollouts_per_step", "updates_per_step",
+                            "real_ratio", "model_retain_epochs")),
+    *(f"sac.{k}" for k in ("learning_rate", "gamma", "tau", "batch_size", "buffer_size", "target_entropy",
+                           "net_arch", "updates_per_step")),
+}
+
+
+def test_every_field_is_in_schema_1_or_recorded_with_the_version_that_added_it():
+    import dataclasses
+
+    from mbrl_po.config import SCHEMA_ADDED, SCHEMA_VERSION, SECTIONS, AgentConfig
+
+    paths = {f.name for f in dataclasses.fields(AgentConfig) if f.name not in SECTIONS}
+    paths |= {f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    added = {p: v for v, fields in SCHEMA_ADDED.items() for p in fields}
+    new = sorted(paths - SCHEMA_1 - set(added))
+    assert not new, f"fields {new} are new: record them in SCHEMA_ADDED under version {SCHEMA_VERSION + 1}"
+    assert set(added) <= paths and not set(added) & SCHEMA_1
+    defaults = AgentConfig(kind="pets")
+    for v, fields in SCHEMA_ADDED.items():  # each added field reads as absent at its default
+        for path, absent in fields.items():
+            section, key = path.split(".")
+            assert getattr(getattr(defaults, section), key) == absent, (v, path)
+
+
+def test_a_newer_field_off_its_default_versions_the_hash_and_round_trips(tmp_path):
+    from mbrl_po.config import load_run_config
+
+    base = load_agent_config("pets", "halfcheetah", {"planner": {"optimizer": "icem"}})
+    assert base.schema_version() == 1 and "schema" not in base.to_toml() and "options" not in base.to_toml()
+    new = load_agent_config("pets", "halfcheetah", {"planner": {"optimizer": "icem",
+                                                                "options": {"noise_beta": 1, "add_mean": False}}})
+    d = new.to_dict()
+    assert new.schema_version() == 3 and next(iter(d)) == "schema" and d["schema"] == 3
+    assert d["planner"]["options"] == {"add_mean": False, "noise_beta": 1.0}
+    assert new.config_hash() not in (base.config_hash(), "9f671ed759")
+    # one spelling per config: key order and 1 vs 1.0 do not matter
+    same = load_agent_config("pets", "halfcheetah", {"planner": {"optimizer": "icem",
+                                                                 "options": {"add_mean": False, "noise_beta": 1.0}}})
+    assert same.to_toml() == new.to_toml() and same.config_hash() == new.config_hash()
+    path = tmp_path / "config.toml"
+    path.write_text(new.to_toml())
+    back = load_run_config(path)
+    assert back == new and back.to_toml() == new.to_toml()
+    # a schema-2 field off its default: no schema key (those configs were hashed before the key existed)
+    residual = load_agent_config("pets", "inverted_pendulum", {"objective": {"name": "pg",
+                                                                             "learned_init": "residual"}})
+    assert residual.schema_version() == 2 and "schema" not in residual.to_dict()
+    path.write_text(residual.to_toml())
+    assert load_run_config(path).config_hash() == "9128283c93"
+
+
+def test_old_run_configs_load_with_their_hash(tmp_path):
+    """A ``config.toml`` written before the later fields existed, and one that spells them at their default."""
+    from mbrl_po.config import load_run_config
+
+    cfg = load_agent_config("pets", "inverted_pendulum", {"objective": {"name": "pg"}})
+    old = cfg.to_toml()
+    assert "learned_init" not in old and "options" not in old
+    path = tmp_path / "config.toml"
+    path.write_text(old)
+    assert load_run_config(path).config_hash() == "f0e623e9e9"
+    spelled = old.replace('[objective]\n', '[objective]\nlearned_init = "identity"\nlearned_base = ""\noptions = {}\n')
+    spelled = spelled.replace("[planner]\n", "[planner]\noptions = {}\n")
+    path.write_text("schema = 3\n" + spelled)
+    assert load_run_config(path).config_hash() == "f0e623e9e9"
+    path.write_text("schema = 4\n" + old)
+    with pytest.raises(ValueError, match=r"schema: got 4, allowed an integer in \[1, 3\]"):
+        load_run_config(path)
