@@ -268,3 +268,24 @@ def test_show_config_checks_options_without_building_an_optimizer(capsys, monkey
     assert out.startswith("schema = 3\n") and "options = {noise_beta = 0.5}" in out
     assert main([*args, "--set", "planner.options.noise_beta=-2"]) == 2
     assert "planner.options.noise_beta: got -2.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_files_hold_only_what_differs_from_the_defaults(agent):
+    """A default lives in mbrl_po/config.py: an agent file that repeats one would hide a change of it."""
+    import tomllib
+    import typing
+
+    from mbrl_po.config import AgentConfig, _coerce
+
+    data = tomllib.loads((ROOT / "agents" / f"{agent}.toml").read_text())
+    defaults = AgentConfig(kind=data["kind"])
+    repeated = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            section = getattr(defaults, key)
+            hints = typing.get_type_hints(type(section))
+            repeated += [f"{key}.{k}" for k, v in value.items() if _coerce(k, v, hints[k]) == getattr(section, k)]
+        elif key != "kind" and _coerce(key, value, typing.get_type_hints(AgentConfig)[key]) == getattr(defaults, key):
+            repeated.append(key)
+    assert not repeated, f"agents/{agent}.toml repeats defaults: {repeated}"
