@@ -289,3 +289,30 @@ def test_agent_files_hold_only_what_differs_from_the_defaults(agent):
         elif key != "kind" and _coerce(key, value, typing.get_type_hints(AgentConfig)[key]) == getattr(defaults, key):
             repeated.append(key)
     assert not repeated, f"agents/{agent}.toml repeats defaults: {repeated}"
+
+
+def test_docs_list_every_config_key_with_its_default():
+    """docs/agents.md copies the defaults of mbrl_po/config.py; this keeps the copy true."""
+    import dataclasses
+    import re
+    import tomllib
+
+    from mbrl_po.config import SECTIONS, AgentConfig
+
+    text = (ROOT / "docs" / "agents.md").read_text()
+    defaults = AgentConfig(kind="pets")
+    tables = {"": [f for f in dataclasses.fields(AgentConfig) if f.name not in SECTIONS]}
+    tables |= {s: list(dataclasses.fields(cls)) for s, cls in SECTIONS.items()}
+    for section, fields in tables.items():
+        heading = "### Top level" if not section else f"### `[{section}]`"
+        body = text.split(heading, 1)[1].split("\n### ", 1)[0]
+        rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", body, flags=re.M))
+        assert {f.name for f in fields} == set(rows), (section, sorted(rows))
+        for f in fields:
+            cell = rows[f.name].strip()
+            if f.name == "kind":
+                assert cell == "(required)"
+                continue
+            value = tomllib.loads(f"v = {cell.strip('`')}")["v"]
+            want = getattr(getattr(defaults, section) if section else defaults, f.name)
+            assert (tuple(value) if isinstance(value, list) else value) == want, (section, f.name, cell)
