@@ -1,8 +1,32 @@
 """Agent configuration: frozen dataclasses, loaded from ``agents/<kind>.toml`` and validated at load.
 
-Merge order: the agent file < the task's ``[agent.<kind>]`` tables (``envs/<task>.toml``) < command-line
-flags and ``--set section.key=value`` overrides. Unknown sections, keys or values fail at load with the
-valid choices. The resolved config is written into every run directory as ``config.toml``.
+Merge order: the dataclass defaults below < the agent file < the task's ``[agent.<kind>]`` tables
+(``envs/<task>.toml``) < command-line flags and ``--set section.key=value`` overrides. A default lives here
+only: the TOML files hold what differs from it. Unknown sections, keys or values fail at load with the valid
+choices, which are the library's own (each imported from the module that implements it). The resolved config
+is written into every run directory as ``config.toml``.
+
+Option tables: ``planner.options`` holds the selected optimizer's keyword arguments that no planner field
+sets (iCEM's ``noise_beta``, ``keep_elite_fraction``, ...; MPPI's ``gamma``, ``sigma``, ``beta``), and
+``objective.options`` the objective's (``pg``: ``rbf_gamma``, ``clip_logprob``; ``mse``: ``fit_variance``).
+They are checked at load by the factories that build them (:func:`mbrl_po.planning.optimizer_config`,
+:func:`mbrl_po.objectives.make_objective`), without building a model or an optimizer; what they leave out
+keeps the library's default.
+
+Identity: :meth:`AgentConfig.to_dict` is what ``config.toml`` holds, what :meth:`AgentConfig.config_hash`
+and the benchmark trial ids hash. Results and run directories are filed under those ids, so the rule is that
+no change of the code changes the id of an existing config:
+
+* schema version 1 is the fields of the first recorded results: always written;
+* :data:`SCHEMA_ADDED` records, per later version, the fields it added and the value each reads as when
+  absent (its default). Such a field is written only when it departs from that value, so every config an
+  older schema can express keeps its text and hash;
+* a config that needs a version newer than :data:`UNVERSIONED_SCHEMA` (the versions from before this rule,
+  whose configs were hashed without a version) starts with ``schema = N``: the oldest version that
+  expresses it, so it keeps its id when later versions come;
+* a new field gets a new version in :data:`SCHEMA_ADDED` (``tests/test_identity.py`` fails otherwise), a
+  default of a recorded field never changes, and ``config.toml`` files of any older version load as they
+  are (absent fields take the recorded value; a newer ``schema`` than this code knows is refused).
 """
 
 from __future__ import annotations
@@ -19,22 +43,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mbrl_po.models.ensemble import ACTIVATIONS as _ACTIVATIONS
+from mbrl_po.models.ensemble import PRECISIONS
+from mbrl_po.models.model_env import PROPAGATIONS
+from mbrl_po.objectives import OBJECTIVES as _OBJECTIVES
+from mbrl_po.objectives import REWARD_MATRICES, make_objective, objective_options
+from mbrl_po.objectives.pg import BASELINES, ESTIMATORS, REWARD_TRANSFORMS
+from mbrl_po.objectives.reward_matrix import COVARIANCES, STRUCTURES
+from mbrl_po.planning import OPTIMIZERS as _OPTIMIZERS
+from mbrl_po.planning import OptionError, optimizer_config, optimizer_options
 from mbrl_po.resources import shipped_config_dir
+from mbrl_po.training.bilevel import METHODS as BILEVEL_METHODS
 
+# The choices a config accepts. Each is declared once, by the library module that implements it (imported
+# above); the config only adds its own (agent kinds, devices, where a planner's reward comes from).
 AGENT_KINDS = ("pets", "mbpo", "sac")
-OBJECTIVE_NAMES = ("nll", "mse", "pg")
-REWARD_MATRIX_NAMES = ("identity", "scaled", "inverse_cov", "learned")
-OPTIMIZERS = ("cem", "icem", "mppi")
-PROPAGATIONS = ("ts1", "ts_inf", "expectation", "mean")
 DEVICES = ("auto", "cpu", "cuda")
+PLANNER_REWARDS = ("task", "learned")
+ACTIVATIONS = tuple(_ACTIVATIONS)
+OBJECTIVE_NAMES = tuple(_OBJECTIVES)
+OPTIMIZERS = tuple(_OPTIMIZERS)
+#: every reward matrix but ``fixed``, whose U is a tensor given in code (it has no config spelling)
+REWARD_MATRIX_NAMES = tuple(k for k in REWARD_MATRICES if k != "fixed")
 
 AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
 DEFAULT_AGENTS_DIR = shipped_config_dir("agents")
 
 
-#: field metadata: a field added after results were recorded; left out of ``to_dict`` (so out of the config
-#: hash, the trial ids and ``config.toml``) while it has its default, so older configs keep their identity.
-OMIT_IF_DEFAULT = "omit_if_default"
+SCHEMA_ADDED: dict[int, dict[str, Any]] = {
+    2: {"objective.learned_init": "identity", "objective.learned_base": ""},
+    3: {"planner.options": {}, "objective.options": {}},
+}
+"""What each schema version added to version 1 (the fields of the first recorded results): ``{version:
+{"section.field": the value it reads as when absent}}``. See the module docstring, "Identity"."""
+SCHEMA_VERSION = max(SCHEMA_ADDED)
+#: the newest version that predates the ``schema`` key: configs it expresses are hashed without one
+UNVERSIONED_SCHEMA = 2
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -92,6 +136,31 @@ def _sizes(name: str, value: tuple[Any, ...], allow_empty: bool = False) -> None
                          f"list of integers > 0")
 
 
+def _table(name: str, value: Any) -> dict[str, Any]:
+    """An option table (a dict with string keys), copied with its keys sorted (one spelling per config)."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name}: got {value!r}, allowed a table of options")
+    return dict(sorted(value.items()))
+
+
+def _unknown_key(name: str, key: str, allowed: list[str], where: str = "") -> None:
+    if key not in allowed:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name}: unknown key{where}, allowed {allowed}{hint}")
+
+
+def _as_float(value: Any, annotation: Any) -> Any:
+    """An integer given for a float field, as a float (so ``1`` and ``1.0`` are one config)."""
+    floats = annotation is float or (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                                     and float in typing.get_args(annotation))
+    return float(value) if floats and _is_int(value) else value
+
+
+#: planner fields that an optimizer takes as keyword arguments when its config has them
+PLANNER_SHARED = ("population", "iterations", "elite_fraction", "alpha")
+
+
 @dataclass(frozen=True)
 class ModelSection:
     """The dynamics ensemble and its trainer."""
@@ -122,8 +191,8 @@ class ModelSection:
         _real("model.weight_decay", self.weight_decay, 0)
         _real("model.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
         _real("model.grad_clip", self.grad_clip, 0, low_open=True)
-        _choice("model.precision", self.precision, ("float32", "bf16"))
-        _choice("model.activation", self.activation, ("silu", "relu", "tanh", "elu"))
+        _choice("model.precision", self.precision, PRECISIONS)
+        _choice("model.activation", self.activation, ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -144,23 +213,27 @@ class ObjectiveSection:
     bilevel_iterations: int = 5
     # where a learned U starts: "identity" (U = I) or "residual" (the heuristic of the untrained model's
     # residuals; see docs/offline.md, "The u landscape")
-    learned_init: str = field(default="identity", metadata={OMIT_IF_DEFAULT: True})
+    learned_init: str = "identity"  # schema 2
     # "residual": the learned U is a correction on the residual heuristic, U = U_res · exp(φ) (scalar/diag)
-    learned_base: str = field(default="", metadata={OMIT_IF_DEFAULT: True})
+    learned_base: str = ""  # schema 2
+    # further keyword arguments of make_objective(name, ...) that no field above sets (schema 3), e.g. pg's
+    # rbf_gamma or clip_logprob; validated by the objective's constructor at load
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _table("objective.options", self.options))
         _choice("objective.name", self.name, OBJECTIVE_NAMES)
         _choice("objective.reward_matrix", self.reward_matrix, REWARD_MATRIX_NAMES)
         _real("objective.entropy_weight", self.entropy_weight, 0, low_open=True)
         _integer("objective.num_samples", self.num_samples, 1)
         _real("objective.bilevel_lr", self.bilevel_lr, 0, low_open=True)
         _integer("objective.bilevel_iterations", self.bilevel_iterations, 1)
-        _choice("objective.estimator", self.estimator, ("score", "pathwise"))
-        _choice("objective.baseline", self.baseline, ("loo", "none"))
-        _choice("objective.reward_transform", self.reward_transform, ("none", "normalize", "rbf"))
-        _choice("objective.covariance", self.covariance, ("residual", "marginal"))
-        _choice("objective.structure", self.structure, ("", "scalar", "diag", "full"))
-        _choice("objective.bilevel_method", self.bilevel_method, ("implicit", "neumann", "one_step"))
+        _choice("objective.estimator", self.estimator, ESTIMATORS)
+        _choice("objective.baseline", self.baseline, BASELINES)
+        _choice("objective.reward_transform", self.reward_transform, REWARD_TRANSFORMS)
+        _choice("objective.covariance", self.covariance, COVARIANCES)
+        _choice("objective.structure", self.structure, ("", *STRUCTURES))
+        _choice("objective.bilevel_method", self.bilevel_method, BILEVEL_METHODS)
         _choice("objective.learned_init", self.learned_init, ("identity", "residual"))
         if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
@@ -175,6 +248,47 @@ class ObjectiveSection:
                                  f"{self.reward_matrix!r}, structure={self.structure!r}, learned_init="
                                  f"{self.learned_init!r}; it needs reward_matrix='learned', a scalar or diag "
                                  f"structure and learned_init='identity'")
+        self._check_options()
+
+    def _mapped(self) -> dict[str, str]:
+        """make_objective's keyword arguments that a field sets: ``{argument: field}``."""
+        if self.name != "pg":
+            return {}
+        return {k: k for k in ("reward_matrix", "entropy_weight", "num_samples", "estimator", "baseline",
+                               "reward_transform", "covariance", "structure")} | {"init": "learned_init",
+                                                                                   "base": "learned_base"}
+
+    def objective_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``make_objective(self.name, ...)``: the fields, then ``options``."""
+        out: dict[str, Any] = {}
+        if self.name == "pg":
+            out = dict(reward_matrix=self.reward_matrix, entropy_weight=self.entropy_weight,
+                       num_samples=self.num_samples, estimator=self.estimator, baseline=self.baseline,
+                       reward_transform=self.reward_transform, covariance=self.covariance,
+                       structure=self.structure or None)
+            if self.reward_matrix == "learned" and self.learned_init == "residual":
+                out["init"] = "residual"
+            if self.reward_matrix == "learned" and self.learned_base:
+                out["base"] = self.learned_base
+        return {**out, **self.options}
+
+    def _check_options(self) -> None:
+        if not self.options:
+            return
+        mapped = self._mapped()
+        allowed = [k for k in objective_options(self.name) if k not in mapped]
+        for key in self.options:
+            if key in mapped:
+                raise ValueError(f"objective.options.{key}: set objective.{mapped[key]} instead")
+            _unknown_key(f"objective.options.{key}", key, allowed, f" for objective {self.name!r}")
+        hints = typing.get_type_hints(_OBJECTIVES[self.name].__init__)
+        object.__setattr__(self, "options", {k: _as_float(v, hints.get(k)) for k, v in self.options.items()})
+        try:
+            make_objective(self.name, **self.objective_kwargs())  # small: no model, no data
+        except ValueError as e:
+            field_name = str(e).partition(":")[0]
+            raise ValueError(f"objective.options.{e}" if field_name in self.options else f"objective: {e}") \
+                from None
 
     def label(self) -> str:
         """Short name for tables: ``nll``, ``mse`` or ``pg-<reward_matrix>``."""
@@ -194,16 +308,45 @@ class PlannerSection:
     alpha: float = 0.1
     propagation: str = "ts1"
     reward: str = "task"  # "task": the task's planning reward (exact/proxy); "learned": the model's reward head
+    # the optimizer's other keyword arguments (schema 3), e.g. iCEM's noise_beta or MPPI's gamma; the
+    # optimizer's own defaults hold for the rest (mbrl_po.planning.{cem,icem,mppi}); validated at load
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _table("planner.options", self.options))
         _choice("planner.optimizer", self.optimizer, OPTIMIZERS)
         _choice("planner.propagation", self.propagation, PROPAGATIONS)
-        _choice("planner.reward", self.reward, ("task", "learned"))
+        _choice("planner.reward", self.reward, PLANNER_REWARDS)
         for k in ("horizon", "iterations", "particles"):
             _positive(f"planner.{k}", getattr(self, k))
         _integer("planner.population", self.population, 2)
         _real("planner.elite_fraction", self.elite_fraction, 0, 1, low_open=True)
         _real("planner.alpha", self.alpha, 0, 1, high_open=True)
+        self._check_options()
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``make_optimizer(self.optimizer, self.horizon, low, high, ...)``: the fields
+        of :data:`PLANNER_SHARED` the optimizer takes (MPPI takes no ``elite_fraction`` nor ``alpha``), then
+        ``options``."""
+        names = optimizer_options(self.optimizer)
+        return {**{k: getattr(self, k) for k in PLANNER_SHARED if k in names}, **self.options}
+
+    def _check_options(self) -> None:
+        if not self.options:
+            return
+        names = optimizer_options(self.optimizer)
+        allowed = [k for k in names if k not in PLANNER_SHARED]
+        for key in self.options:
+            if key in PLANNER_SHARED or key == "horizon":
+                raise ValueError(f"planner.options.{key}: set planner.{key} instead")
+            _unknown_key(f"planner.options.{key}", key, allowed, f" for optimizer {self.optimizer!r}")
+        hints = typing.get_type_hints(_OPTIMIZERS[self.optimizer][0])
+        object.__setattr__(self, "options", {k: _as_float(v, hints[k]) for k, v in self.options.items()})
+        try:
+            optimizer_config(self.optimizer, self.horizon, **self.optimizer_kwargs())
+        except OptionError as e:
+            where = f"planner.options.{e.field}" if e.field in self.options else f"planner.{e.field}"
+            raise ValueError(f"{where}: got {e.value!r}, allowed {e.allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -306,24 +449,44 @@ class AgentConfig:
         if not isinstance(self.env, str) or not self.env:
             raise ValueError(f"env: got {self.env!r}, allowed a task name (envs/<name>.toml) or a path")
 
-    def to_dict(self) -> dict[str, Any]:
-        """All fields, sections as tables, less the ``OMIT_IF_DEFAULT`` fields that hold their default."""
+    def schema_version(self) -> int:
+        """The oldest schema that expresses this config: the newest version one of whose added fields
+        departs from its :data:`SCHEMA_ADDED` value (1 when none does)."""
         d = dataclasses.asdict(self)
-        for name in SECTIONS:
-            section = getattr(self, name)
-            for f in dataclasses.fields(section):
-                if f.metadata.get(OMIT_IF_DEFAULT) and getattr(section, f.name) == f.default:
-                    d[name].pop(f.name)
-        return d
+        return max([1] + [v for v, added in SCHEMA_ADDED.items() for path, absent in added.items()
+                          if _get(d, path) != absent])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config's identity: all fields, sections as tables, less the fields a later schema added that
+        hold the value they read as when absent; headed by ``schema = N`` when that version is newer than
+        :data:`UNVERSIONED_SCHEMA` (see the module docstring, "Identity")."""
+        d = dataclasses.asdict(self)
+        version = self.schema_version()
+        for added in SCHEMA_ADDED.values():
+            for path, absent in added.items():
+                if _get(d, path) == absent:
+                    _pop(d, path)
+        return {"schema": version, **d} if version > UNVERSIONED_SCHEMA else d
 
     def to_toml(self) -> str:
+        """:meth:`to_dict` as TOML: what ``config.toml`` of a run directory holds and trial ids hash."""
         return dump_toml(self.to_dict())
 
     def config_hash(self) -> str:
-        """Hash of everything but the seed (so seeds of one configuration share it)."""
+        """Hash of :meth:`to_dict` but the seed (so seeds of one configuration share it)."""
         d = self.to_dict()
         d.pop("seed")
         return hashlib.sha1(dump_toml(d).encode()).hexdigest()[:10]
+
+
+def _get(d: dict[str, Any], path: str) -> Any:
+    section, _, key = path.rpartition(".")
+    return (d[section] if section else d)[key]
+
+
+def _pop(d: dict[str, Any], path: str) -> None:
+    section, _, key = path.rpartition(".")
+    (d[section] if section else d).pop(key)
 
 
 SECTIONS: dict[str, type] = {
@@ -333,6 +496,10 @@ SECTIONS: dict[str, type] = {
 
 
 # ---------------------------------------------------------------------------------------------- TOML
+def _toml_key(k: str) -> str:
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -342,11 +509,14 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (a section's option table)
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
 def dump_toml(d: dict[str, Any]) -> str:
-    """A minimal TOML writer for flat scalars and one level of tables (enough for our configs)."""
+    """A minimal TOML writer for flat scalars and one level of tables whose values may be inline tables
+    (enough for our configs)."""
     lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
     for k, v in d.items():
         if isinstance(v, dict):
@@ -365,6 +535,10 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
             raise ValueError(f"{name}: got {value!r} ({type(value).__name__}), allowed a {annotation.__name__}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: got {value!r}, allowed a table")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ValueError(f"{name}: got {value!r}, allowed a list")
@@ -381,6 +555,12 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if cls is AgentConfig and "schema" in data:  # a written config (config.toml) says which schema it is
+        data = dict(data)
+        version = data.pop("schema")
+        if not _is_int(version) or not 1 <= version <= SCHEMA_VERSION:
+            raise ValueError(f"schema: got {version!r}, allowed an integer in [1, {SCHEMA_VERSION}] (a newer "
+                             f"schema was written by a newer mbrl-po)")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}

@@ -209,3 +209,24 @@ def test_offline_benchmark_reads_a_dataset(tmp_path):
         load_or_collect(OfflineConfig(env=TASK, dataset=str(path), num_transitions=500))
     with pytest.raises(ValueError, match="not HalfCheetah-v5"):
         load_or_collect(OfflineConfig(env="halfcheetah", dataset=str(path), num_transitions=100))
+
+
+@pytest.mark.mujoco
+def test_train_policies_writes_levels_that_collect_uses(tmp_path, capsys):
+    """Training lives with the agents (mbrl_po.agents.policies); the data layer reads what it writes."""
+    from mbrl_po.agents.policies import main as policies_main
+
+    out = tmp_path / "policies"
+    args = ["train", "--env", TASK, "--steps", "300", "--snapshot-every", "100", "--eval-episodes", "1",
+            "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--set", "loop.init_steps=100",
+            "--set", "sac.net_arch=[16]"]
+    assert policies_main(args) == 0
+    assert "expert: step 300" in capsys.readouterr().out
+    for level in ("medium", "expert"):
+        actor, meta = load_actor(out / f"{TASK}-{level}.pt")
+        assert meta["level"] == level and meta["env_id"] == "InvertedPendulum-v5" and actor.hidden == [16]
+        assert meta["command"].startswith("python -m mbrl_po.agents.policies train")
+    assert cli_main(["collect", "--env", TASK, "--policy", "expert", "--steps", "50", "--policy-dir", str(out),
+                     "--format", "npz", "--out", str(tmp_path / "data")]) == 0
+    data, prov = load_dataset(next((tmp_path / "data").glob("*.npz")))
+    assert len(data["obs"]) == 50 and prov["policy"] == "expert"

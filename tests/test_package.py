@@ -117,3 +117,39 @@ def test_no_module_imports_itself_through_others() -> None:
         return seen
 
     assert [m for m in graph if m in reaches(m)] == []
+
+
+#: the library's layers, bottom up: a module imports only from its own layer and the ones below it
+LAYERS = (
+    ("mbrl_po.types", "mbrl_po.errors", "mbrl_po.resources"),
+    ("mbrl_po.models", "mbrl_po.objectives", "mbrl_po.planning", "mbrl_po.training", "mbrl_po.data",
+     "mbrl_po.envs"),
+    ("mbrl_po.config",),
+    ("mbrl_po.agents", "mbrl_po.demo"),
+    ("mbrl_po.cli",),
+)
+
+
+def test_no_layer_imports_one_above_it() -> None:
+    """E.g. the data layer trains no agent (training behaviour policies is mbrl_po.agents.policies), and the
+    models, objectives and planners know nothing of the config that names them."""
+    import ast
+
+    def layer(module: str) -> int:
+        for i, names in enumerate(LAYERS):
+            if any(module == n or module.startswith(n + ".") for n in names):
+                return i
+        raise AssertionError(f"{module} is in no layer")
+
+    bad = []
+    for f in (ROOT / "mbrl_po").rglob("*.py"):
+        rel = f.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if module == "mbrl_po":
+            continue  # the package's lazy exports
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad += [f"{module} imports {n}" for n in names
+                    if n.startswith("mbrl_po.") and layer(n) > layer(module)]
+    assert bad == []

@@ -16,6 +16,7 @@ killed sweep skips finished episodes when rerun); ``<out>/sweep.md`` and ``sweep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import time
@@ -76,10 +77,10 @@ def _planner(agent: Any, s: Setting, seed: int) -> Any:
     space = agent.env.action_space
     low = torch.as_tensor(space.low, dtype=torch.float32, device=agent.device)
     high = torch.as_tensor(space.high, dtype=torch.float32, device=agent.device)
-    kwargs: dict[str, Any] = {"population": s.population, "iterations": s.iterations}
-    if s.optimizer in ("cem", "icem"):
-        kwargs.update(elite_fraction=p.elite_fraction, alpha=p.alpha)
-    optimizer = make_optimizer(s.optimizer, s.horizon, low, high, **kwargs)
+    # the run's other planner settings; its options only when the setting keeps its optimizer
+    same = dataclasses.replace(p, optimizer=s.optimizer, horizon=s.horizon, population=s.population,
+                               iterations=s.iterations, options=p.options if s.optimizer == p.optimizer else {})
+    optimizer = make_optimizer(s.optimizer, s.horizon, low, high, **same.optimizer_kwargs())
     me = agent.model_env
     model_env = ModelEnv(me.model, me.termination_fn, me.reward_fn, me.propagation, me.generator, me.use_elites,
                          precision=s.precision)

@@ -435,21 +435,10 @@ def build_model(cfg: AgentConfig, obs_dim: int, action_dim: int, learn_reward: b
 def build_trainer(cfg: AgentConfig, model: GaussianEnsemble) -> DynamicsTrainer:
     """The trainer for ``cfg.objective`` (a learned U gets a bilevel solver that persists across rounds)."""
     o, m = cfg.objective, cfg.model
-    options: dict[str, Any] = {}
-    if o.name == "pg":
-        options = dict(
-            reward_matrix=o.reward_matrix, entropy_weight=o.entropy_weight, num_samples=o.num_samples,
-            estimator=o.estimator, baseline=o.baseline, reward_transform=o.reward_transform,
-            covariance=o.covariance, structure=o.structure or None,
-        )
-        if o.reward_matrix == "learned" and o.learned_init == "residual":
-            options["init"] = "residual"
-        if o.reward_matrix == "learned" and o.learned_base:
-            options["base"] = o.learned_base
     trainer = DynamicsTrainer(
-        model, o.name, objective_options=options, lr=m.lr, weight_decay=m.weight_decay, batch_size=m.batch_size,
-        holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience, grad_clip=m.grad_clip,
-        precision=m.precision, seed=cfg.seed, progress=False,
+        model, o.name, objective_options=o.objective_kwargs(), lr=m.lr, weight_decay=m.weight_decay,
+        batch_size=m.batch_size, holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience,
+        grad_clip=m.grad_clip, precision=m.precision, seed=cfg.seed, progress=False,
     )
     if trainer.bilevel is not None:
         trainer.bilevel = BilevelSolver(

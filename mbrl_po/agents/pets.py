@@ -67,9 +67,7 @@ class PETS(AgentLoop):
         self.model_env = ModelEnv(self.model, self.task.termination_fn(), reward_fn, cfg.planner.propagation, gen)
         evaluator = TrajectoryEvaluator(self.model_env, cfg.planner.particles)
         p = cfg.planner
-        opt_kwargs: dict[str, Any] = {"population": p.population, "iterations": p.iterations}
-        if p.optimizer in ("cem", "icem"):
-            opt_kwargs.update(elite_fraction=p.elite_fraction, alpha=p.alpha)
+        opt_kwargs = p.optimizer_kwargs()  # the planner's fields and options (validated when cfg was built)
         optimizer = make_optimizer(p.optimizer, p.horizon, low, high, **opt_kwargs)
         self.mpc = MPCAgent(optimizer, evaluator, device=self.device, seed=cfg.seed + 11)
         self.eval_mpc = MPCAgent(

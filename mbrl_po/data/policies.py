@@ -1,4 +1,4 @@
-"""Behaviour policies for offline datasets: small SAC actor checkpoints, how they are trained, how they act.
+"""Behaviour policies for offline datasets: small SAC actor checkpoints, how they are chosen, how they act.
 
 Three policy levels per task, as in D4RL/Minari:
 
@@ -12,22 +12,17 @@ JSON sidecar ``<task>-<level>.json`` (env id, training steps, snapshot step, eva
 the command that trained it). The actor is a copy of stable-baselines3's SAC actor (``latent_pi`` MLP with ReLU,
 ``mu`` and ``log_std`` heads, tanh squashing) that loads without stable-baselines3.
 
-Training (in the background; about 40 env steps/s on a loaded 2-core CPU)::
-
-    python -m mbrl_po.data.policies train --env halfcheetah --steps 60000 --seed 0
-
-It runs :class:`mbrl_po.agents.mbpo.SAC` in ``runs/policies/<task>-s<seed>`` (resumable: rerun the same
-command), saves an actor snapshot with its deterministic evaluation return every ``--snapshot-every`` steps,
-and at the end writes the ``medium`` and ``expert`` checkpoints into ``benchmarks/policies/``.
+This module is the data side: the actor, its checkpoint files, acting with it, and picking the levels among a
+training run's snapshots (:func:`write_levels`). Training the SAC agent that makes the snapshots is the agents'
+side, :mod:`mbrl_po.agents.policies` (``python -m mbrl_po.agents.policies train --env halfcheetah``); the data
+layer imports nothing from :mod:`mbrl_po.agents`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,8 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = [
     "LEVELS",
@@ -49,7 +42,6 @@ __all__ = [
     "policy_path",
     "save_actor",
     "select_medium",
-    "train_policies",
     "write_levels",
 ]
 
@@ -221,7 +213,7 @@ def make_policy(env: Any, policy: str, seed: int = 0, deterministic: bool = Fals
         if not path.is_file():
             raise ValueError(
                 f"policy: no {policy!r} checkpoint for task {task!r} at {path}; train it with "
-                f"`python -m mbrl_po.data.policies train --env {task}` (see docs/datasets.md)"
+                f"`python -m mbrl_po.agents.policies train --env {task}` (see docs/datasets.md)"
             )
     elif str(policy).endswith(".pt"):
         path = Path(policy)
@@ -268,64 +260,6 @@ def select_medium(snapshots: list[dict[str, Any]]) -> tuple[dict[str, Any], dict
     return medium, expert
 
 
-def train_policies(task: str, steps: int, seed: int = 0, snapshot_every: int = 5000, eval_episodes: int = 5,
-                   runs_dir: str | Path = "runs/policies", out_dir: str | Path | None = None,
-                   overrides: Mapping[str, Any] | None = None, progress: bool | None = None,
-                   command: str = "") -> dict[str, Any]:
-    """Train SAC on ``task`` and write its ``medium`` and ``expert`` actor checkpoints.
-
-    Runs (or resumes) :class:`mbrl_po.agents.mbpo.SAC` in ``<runs_dir>/<task>-s<seed>``; every
-    ``snapshot_every`` env steps the actor is evaluated (``eval_episodes`` deterministic episodes on the
-    separately seeded eval env) and saved to ``snapshots/step-<N>.pt``. At the end :func:`select_medium`
-    picks the checkpoints, which are copied to ``<out_dir>/<task>-{medium,expert}.pt`` with JSON sidecars.
-
-    Returns:
-        ``{"medium": meta, "expert": meta, "snapshots": [...]}``.
-    """
-    from mbrl_po.agents.common import RunDir
-    from mbrl_po.agents.mbpo import SAC
-    from mbrl_po.config import load_agent_config
-
-    over: dict[str, Any] = {"steps": int(steps), "seed": int(seed), "device": "cpu",
-                            "loop": {"eval_every": int(snapshot_every), "eval_episodes": int(eval_episodes),
-                                     "checkpoint_every": max(int(snapshot_every), 1000)}}
-    for k, v in (overrides or {}).items():
-        if isinstance(v, Mapping):
-            over.setdefault(k, {}).update(v)
-        else:
-            over[k] = v
-    cfg = load_agent_config("sac", task, over)
-    run_path = Path(runs_dir) / f"{task}-s{seed}"
-    commit = git_commit()
-
-    class _SnapshotSAC(SAC):
-        def _log(self, **row: Any) -> None:
-            super()._log(**row)
-            if "eval_return" in row:
-                actor = actor_from_sb3(self.sac, self.env.action_space.low, self.env.action_space.high)
-                save_actor(run_path / "snapshots" / f"step-{self.step:07d}.pt", actor, {
-                    "env_id": self.task.id, "task": task, "snapshot_step": self.step, "train_steps": cfg.steps,
-                    "eval_return": float(row["eval_return"]), "eval_episodes": cfg.loop.eval_episodes,
-                    "eval_mode": "deterministic", "seed": cfg.seed, "commit": commit,
-                    "wall_time_s": float(row.get("wall_time", float("nan"))),
-                })
-                print(f"[policies] step {self.step}: eval return {row['eval_return']:.1f}", file=sys.stderr,
-                      flush=True)
-
-    if (run_path / "checkpoints" / "latest.pt").is_file():
-        run = RunDir(run_path)
-        agent = _SnapshotSAC.resume(run, progress=progress)
-        print(f"[policies] resuming {run_path} at step {agent.step}", file=sys.stderr, flush=True)
-    else:
-        run = RunDir.create(Path(runs_dir), cfg, run_path.name) if not run_path.exists() or not any(
-            run_path.iterdir()) else RunDir(run_path)
-        if not (run_path / "config.toml").exists():
-            raise ValueError(f"runs_dir: {run_path} exists without a run in it")
-        agent = _SnapshotSAC(cfg, run, progress=progress)
-    agent.train()
-    return write_levels(task, run_path, out_dir, upto=cfg.steps, command=command)
-
-
 def write_levels(task: str, run_path: str | Path, out_dir: str | Path | None = None, upto: int | None = None,
                  command: str = "") -> dict[str, Any]:
     """Pick ``medium`` and ``expert`` among the snapshots of a training run and write them to ``out_dir``.
@@ -360,49 +294,3 @@ def write_levels(task: str, run_path: str | Path, out_dir: str | Path | None = N
         save_actor(policy_path(task, level, out_dir), actor, meta)
         out[level] = meta
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mbrl_po.data.policies train --env halfcheetah --steps 60000 --seed 0``."""
-    from mbrl_po.config import parse_set
-
-    parser = argparse.ArgumentParser(prog="python -m mbrl_po.data.policies",
-                                     description="train the SAC behaviour policies of the offline datasets")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train SAC and write <env>-medium.pt and <env>-expert.pt")
-    p.add_argument("--env", required=True, help="task name (halfcheetah, hopper, walker2d, ...)")
-    p.add_argument("--steps", type=int, default=60000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--snapshot-every", type=int, default=5000)
-    p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--runs-dir", default="runs/policies")
-    p.add_argument("--out", default=None, help="checkpoint folder (default benchmarks/policies)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="SAC config override, e.g. loop.init_steps=5000")
-    p = sub.add_parser("select", help="write <env>-medium.pt and <env>-expert.pt from an existing run's snapshots")
-    p.add_argument("--env", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--upto", type=int, default=None, help="ignore snapshots after this env step")
-    p.add_argument("--runs-dir", default="runs/policies")
-    p.add_argument("--out", default=None, help="checkpoint folder (default benchmarks/policies)")
-    p.add_argument("--train-command", default="", help="the training command, recorded in the sidecars")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("MBRL_PO_THREADS", "1")))
-    cmd = "python -m mbrl_po.data.policies " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        if args.command == "select":
-            res = write_levels(args.env, Path(args.runs_dir) / f"{args.env}-s{args.seed}", args.out, args.upto,
-                               args.train_command or cmd)
-        else:
-            res = train_policies(args.env, args.steps, args.seed, args.snapshot_every, args.eval_episodes,
-                                 args.runs_dir, args.out, parse_set(args.set or []), command=cmd)
-    except ValueError as e:
-        print(f"policies: error: {e}", file=sys.stderr)
-        return 2
-    for level in ("medium", "expert"):
-        m = res[level]
-        print(f"{level}: step {m['snapshot_step']} eval return {m['eval_return']:.1f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,14 +17,20 @@ from mbrl_po.objectives.reward_matrix import REWARD_MATRICES, PDMatrix, RewardMa
 OBJECTIVES: dict[str, type] = {"nll": NLLObjective, "mse": MSEObjective, "pg": PGObjective}
 
 
-def make_objective(name: str, **options: Any) -> Objective:
-    """Build an objective by name; unknown names or options raise ValueError listing what is allowed."""
+def objective_options(name: str) -> tuple[str, ...]:
+    """The options :func:`make_objective` takes for objective ``name`` (its constructor's arguments)."""
     if name not in OBJECTIVES:
         hint = difflib.get_close_matches(str(name), OBJECTIVES, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(f"objective: got {name!r}, allowed {sorted(OBJECTIVES)}{extra}")
+    params = inspect.signature(OBJECTIVES[name].__init__).parameters
+    return tuple(p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
+
+
+def make_objective(name: str, **options: Any) -> Objective:
+    """Build an objective by name; unknown names or options raise ValueError listing what is allowed."""
+    allowed = list(objective_options(name))
     cls = OBJECTIVES[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"objective {name!r}: unknown options {unknown}, allowed {allowed}")
@@ -46,4 +52,5 @@ __all__ = [
     "gaussian_nll",
     "mahalanobis_reward",
     "make_objective",
+    "objective_options",
 ]

@@ -43,7 +43,9 @@ class MSEObjective(_Stateless):
     name = "mse"
 
     def __init__(self, fit_variance: bool = True) -> None:
-        self.fit_variance = bool(fit_variance)
+        if not isinstance(fit_variance, bool):
+            raise ValueError(f"fit_variance: got {fit_variance!r}, allowed a bool")
+        self.fit_variance = fit_variance
 
     def loss(self, model: torch.nn.Module, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mean, logvar = model(batch.inputs)

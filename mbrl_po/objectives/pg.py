@@ -45,6 +45,10 @@ def expected_reward(
     return -((d @ u) * d).sum(-1) - (torch.exp(logvar) * u.diagonal()).sum(-1)
 
 
+def _finite_positive(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
 class PGObjective:
     """Maximise E[r_U(ŷ, y)] + λ H(p_θ(·|x)) with a score-function or pathwise estimator.
 
@@ -91,10 +95,10 @@ class PGObjective:
             raise ValueError(f"baseline: got {baseline!r}, allowed {list(BASELINES)}")
         if baseline == "loo" and num_samples < 2 and estimator == "score":
             raise ValueError("num_samples: the 'loo' baseline needs num_samples >= 2, got 1")
-        if clip_logprob is not None and not clip_logprob > 0:
-            raise ValueError(f"clip_logprob: must be None or > 0, got {clip_logprob!r}")
-        if not rbf_gamma > 0:
-            raise ValueError(f"rbf_gamma: must be > 0, got {rbf_gamma!r}")
+        if clip_logprob is not None and not _finite_positive(clip_logprob):
+            raise ValueError(f"clip_logprob: got {clip_logprob!r}, allowed None or a finite number > 0")
+        if not _finite_positive(rbf_gamma):
+            raise ValueError(f"rbf_gamma: got {rbf_gamma!r}, allowed a finite number > 0")
         if isinstance(reward_matrix, str):
             reward_matrix = RewardMatrix(reward_matrix, entropy_weight, covariance, structure, init, base=base)
         elif abs(reward_matrix.entropy_weight - entropy_weight) > 1e-12:

@@ -31,8 +31,10 @@ from torch import Tensor
 
 __all__ = [
     "Objective",
+    "OptionError",
     "TrajectoryOptimizer",
     "as_bounds",
+    "check_bool",
     "check_fraction",
     "check_nonneg",
     "check_positive",
@@ -51,6 +53,21 @@ Objective = Callable[[Tensor], Tensor]
 # --------------------------------------------------------------------------------------------
 
 
+class OptionError(ValueError):
+    """A hyper-parameter of an optimizer config out of range: names the field, the value and what is allowed.
+
+    Attributes:
+        owner: the config class, e.g. ``"ICEMConfig"``.
+        field: the field, e.g. ``"noise_beta"``.
+        value: the value given.
+        allowed: what is allowed, e.g. ``"a finite number >= 0"``.
+    """
+
+    def __init__(self, owner: str, field: str, value: Any, allowed: str) -> None:
+        self.owner, self.field, self.value, self.allowed = owner, field, value, allowed
+        super().__init__(f"{owner}.{field} must be {allowed}, got {value!r}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
@@ -60,25 +77,31 @@ def _is_real(value: Any) -> bool:
 
 
 def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> None:
-    """Raises ValueError unless ``value`` is an int ``>= minimum``."""
+    """Raises :class:`OptionError` unless ``value`` is an int ``>= minimum``."""
     if not _is_int(value) or value < minimum:
-        raise ValueError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
+        raise OptionError(owner, name, value, f"an integer >= {minimum}")
 
 
 def check_positive(owner: str, name: str, value: Any) -> None:
-    """Raises ValueError unless ``value`` is a finite real ``> 0``."""
+    """Raises :class:`OptionError` unless ``value`` is a finite real ``> 0``."""
     if not _is_real(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a finite number > 0, got {value!r}")
+        raise OptionError(owner, name, value, "a finite number > 0")
 
 
 def check_nonneg(owner: str, name: str, value: Any) -> None:
-    """Raises ValueError unless ``value`` is a finite real ``>= 0``."""
+    """Raises :class:`OptionError` unless ``value`` is a finite real ``>= 0``."""
     if not _is_real(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
+        raise OptionError(owner, name, value, "a finite number >= 0")
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """Raises :class:`OptionError` unless ``value`` is a bool."""
+    if not isinstance(value, bool):
+        raise OptionError(owner, name, value, "a bool")
 
 
 def check_fraction(owner: str, name: str, value: Any, *, low_open: bool, high_open: bool) -> None:
-    """Raises ValueError unless ``value`` lies in the interval described by the flags.
+    """Raises :class:`OptionError` unless ``value`` lies in the interval described by the flags.
 
     Args:
         owner: Class name used in the message.
@@ -92,7 +115,7 @@ def check_fraction(owner: str, name: str, value: Any, *, low_open: bool, high_op
         ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
     if not ok:
         interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
-        raise ValueError(f"{owner}.{name} must be in {interval}, got {value!r}")
+        raise OptionError(owner, name, value, f"in {interval}")
 
 
 # --------------------------------------------------------------------------------------------

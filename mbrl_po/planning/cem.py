@@ -11,6 +11,7 @@ from torch import Tensor
 from mbrl_po.planning.base import (
     Objective,
     TrajectoryOptimizer,
+    check_bool,
     check_fraction,
     check_nonneg,
     check_positive,
@@ -59,8 +60,7 @@ class CEMConfig:
         if self.init_std is not None:
             check_positive(name, "init_std", self.init_std)
         check_nonneg(name, "min_std", self.min_std)
-        if not isinstance(self.return_mean_elites, bool):
-            raise ValueError(f"{name}.return_mean_elites must be a bool, got {self.return_mean_elites!r}")
+        check_bool(name, "return_mean_elites", self.return_mean_elites)
 
     @property
     def num_elites(self) -> int:

@@ -11,7 +11,9 @@ from torch import Tensor
 
 from mbrl_po.planning.base import (
     Objective,
+    OptionError,
     TrajectoryOptimizer,
+    check_bool,
     check_fraction,
     check_nonneg,
     check_positive,
@@ -136,13 +138,12 @@ class ICEMConfig:
         check_fraction(name, "keep_elite_fraction", self.keep_elite_fraction, low_open=False, high_open=False)
         check_positive(name, "population_decay", self.population_decay)
         if self.population_decay < 1:
-            raise ValueError(f"{name}.population_decay must be >= 1, got {self.population_decay!r}")
+            raise OptionError(name, "population_decay", self.population_decay, ">= 1")
         if self.init_std is not None:
             check_positive(name, "init_std", self.init_std)
         check_nonneg(name, "min_std", self.min_std)
         for flag in ("shift_elites", "add_mean", "return_mean_elites"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
+            check_bool(name, flag, getattr(self, flag))
 
     @property
     def num_elites(self) -> int:
