@@ -73,6 +73,7 @@ DEFAULT_AGENTS_DIR = shipped_config_dir("agents")
 SCHEMA_ADDED: dict[int, dict[str, Any]] = {
     2: {"objective.learned_init": "identity", "objective.learned_base": ""},
     3: {"planner.options": {}, "objective.options": {}},
+    4: {"model.inference_precision": "float32"},
 }
 """What each schema version added to version 1 (the fields of the first recorded results): ``{version:
 {"section.field": the value it reads as when absent}}``. See the module docstring, "Identity"."""
@@ -176,7 +177,11 @@ class ModelSection:
     patience: int = 5
     holdout_fraction: float = 0.1
     grad_clip: float = 10.0
-    precision: str = "float32"
+    precision: str = "float32"  # training: the trainer's autocast
+    # planning and MBPO rollouts (schema 4): the matmuls of the model's forward passes outside training
+    # (``ModelEnv(precision=...)``); "bf16" only on CPUs with bf16 matrix instructions or CUDA (emulated and
+    # far slower elsewhere). Evaluation metrics (held-out NLL, rollout error) stay in float32.
+    inference_precision: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
@@ -192,6 +197,7 @@ class ModelSection:
         _real("model.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
         _real("model.grad_clip", self.grad_clip, 0, low_open=True)
         _choice("model.precision", self.precision, PRECISIONS)
+        _choice("model.inference_precision", self.inference_precision, PRECISIONS)
         _choice("model.activation", self.activation, ACTIVATIONS)
 
 

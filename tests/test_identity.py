@@ -200,6 +200,9 @@ def test_old_run_configs_load_with_their_hash(tmp_path):
     spelled = spelled.replace("[planner]\n", "[planner]\noptions = {}\n")
     path.write_text("schema = 3\n" + spelled)
     assert load_run_config(path).config_hash() == "f0e623e9e9"
-    path.write_text("schema = 4\n" + old)
-    with pytest.raises(ValueError, match=r"schema: got 4, allowed an integer in \[1, 3\]"):
+    from mbrl_po.config import SCHEMA_VERSION
+
+    path.write_text(f"schema = {SCHEMA_VERSION + 1}\n" + old)
+    with pytest.raises(ValueError, match=rf"schema: got {SCHEMA_VERSION + 1}, allowed an integer in \[1, "
+                                         rf"{SCHEMA_VERSION}\]"):
         load_run_config(path)

@@ -52,12 +52,17 @@ def _cfg(objective: dict, steps: int = 300, **loop):  # noqa: ANN003
     return load_agent_config("pets", "inverted_pendulum", over)
 
 
-def test_pets_learns_the_toy_env(tmp_path):
+@pytest.mark.parametrize("inference_precision", ["float32", "bf16"])
+def test_pets_learns_the_toy_env(tmp_path, inference_precision):
+    """Planning with the model's matmuls in bf16 (``model.inference_precision``) controls the toy env too."""
     cfg = load_agent_config("pets", "inverted_pendulum", {
         **TINY, "steps": 400, "loop": {"init_steps": 80, "train_every": 80, "eval_every": 400},
-        "planner": {"horizon": 10, "population": 60, "particles": 2, "iterations": 3}})
+        "planner": {"horizon": 10, "population": 60, "particles": 2, "iterations": 3},
+        "model": {**TINY["model"], "inference_precision": inference_precision}})
     run = RunDir.create(tmp_path, cfg, "toy")
-    out = PETS(cfg, run, task=point_mass_task(), progress=False).train()
+    agent = PETS(cfg, run, task=point_mass_task(), progress=False)
+    assert agent.model_env.precision == inference_precision
+    out = agent.train()
     rng = np.random.default_rng(0)
     random = np.mean([_episode_return(PointMassEnv(), lambda o: rng.uniform(-1, 1, 1)) for _ in range(10)])
     assert out["eval_return"] > random + 5, (out, random)

@@ -211,7 +211,8 @@ class _SACLoop(AgentLoop):
             self.model = build_model(cfg, obs_dim, act_dim, learn_reward=True, device=self.device)
             self.trainer = build_trainer(cfg, self.model)
             gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
-            self.model_env = ModelEnv(self.model, self.task.termination_fn(), None, "ts1", gen)
+            self.model_env = ModelEnv(self.model, self.task.termination_fn(), None, "ts1", gen,
+                                      precision=cfg.model.inference_precision)
             self.rollout_k = rollout_length(cfg.mbpo.rollout_schedule, 0)
             self.model_buffer = ReplayBuffer(model_buffer_capacity(cfg, self.rollout_k), obs_dim, act_dim,
                                              rng=np.random.default_rng(cfg.seed + 1))

@@ -64,7 +64,8 @@ class PETS(AgentLoop):
         self.trainer = build_trainer(cfg, self.model)
         self.buffer = ReplayBuffer(cfg.steps, obs_dim, act_dim, rng=np.random.default_rng(cfg.seed))
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
-        self.model_env = ModelEnv(self.model, self.task.termination_fn(), reward_fn, cfg.planner.propagation, gen)
+        self.model_env = ModelEnv(self.model, self.task.termination_fn(), reward_fn, cfg.planner.propagation, gen,
+                                  precision=cfg.model.inference_precision)
         evaluator = TrajectoryEvaluator(self.model_env, cfg.planner.particles)
         p = cfg.planner
         opt_kwargs = p.optimizer_kwargs()  # the planner's fields and options (validated when cfg was built)
