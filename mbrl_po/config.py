@@ -19,11 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mbrl_po.objectives.names import (
+    COVARIANCES,
+    LEARNED_BASES,
+    LEARNED_INITS,
+    NEEDS_A_MATRIX,
+    REWARD_MATRICES,
+    STRUCTURES,
+)
 from mbrl_po.resources import shipped_config_dir
 
 AGENT_KINDS = ("pets", "mbpo", "sac")
 OBJECTIVE_NAMES = ("nll", "mse", "pg")
-REWARD_MATRIX_NAMES = ("identity", "scaled", "inverse_cov", "learned")
+#: the reward matrices an agent can name (``fixed`` needs its matrix as a value, so is left out)
+REWARD_MATRIX_NAMES = tuple(n for n in REWARD_MATRICES if n not in NEEDS_A_MATRIX)
 OPTIMIZERS = ("cem", "icem", "mppi")
 PROPAGATIONS = ("ts1", "ts_inf", "expectation", "mean")
 DEVICES = ("auto", "cpu", "cuda")
@@ -158,14 +167,14 @@ class ObjectiveSection:
         _choice("objective.estimator", self.estimator, ("score", "pathwise"))
         _choice("objective.baseline", self.baseline, ("loo", "none"))
         _choice("objective.reward_transform", self.reward_transform, ("none", "normalize", "rbf"))
-        _choice("objective.covariance", self.covariance, ("residual", "marginal"))
-        _choice("objective.structure", self.structure, ("", "scalar", "diag", "full"))
+        _choice("objective.covariance", self.covariance, COVARIANCES)
+        _choice("objective.structure", self.structure, ("", *STRUCTURES))
         _choice("objective.bilevel_method", self.bilevel_method, ("implicit", "neumann", "one_step"))
-        _choice("objective.learned_init", self.learned_init, ("identity", "residual"))
+        _choice("objective.learned_init", self.learned_init, ("identity", *LEARNED_INITS))
         if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
                              f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
-        _choice("objective.learned_base", self.learned_base, ("", "residual"))
+        _choice("objective.learned_base", self.learned_base, ("", *LEARNED_BASES))
         if self.name == "pg" and self.estimator == "score" and self.baseline == "loo" and self.num_samples < 2:
             raise ValueError(f"objective.num_samples: got {self.num_samples!r}, allowed an integer >= 2 with the "
                              f"score estimator's 'loo' baseline (or set objective.baseline='none')")

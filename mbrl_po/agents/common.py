@@ -25,6 +25,7 @@ from mbrl_po.envs.task import TaskConfig, load_task, make_env
 from mbrl_po.errors import CheckpointError, RunDirLockedError
 from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.objectives.base import gaussian_nll
+from mbrl_po.objectives.names import REWARD_MATRIX_OPTIONS
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.training.trainer import DynamicsTrainer
 from mbrl_po.types import TransitionData
@@ -437,15 +438,13 @@ def build_trainer(cfg: AgentConfig, model: GaussianEnsemble) -> DynamicsTrainer:
     o, m = cfg.objective, cfg.model
     options: dict[str, Any] = {}
     if o.name == "pg":
+        takes = REWARD_MATRIX_OPTIONS[o.reward_matrix]  # the config has one covariance field for all U
         options = dict(
             reward_matrix=o.reward_matrix, entropy_weight=o.entropy_weight, num_samples=o.num_samples,
             estimator=o.estimator, baseline=o.baseline, reward_transform=o.reward_transform,
-            covariance=o.covariance, structure=o.structure or None,
+            covariance=o.covariance if "covariance" in takes else None, structure=o.structure or None,
+            init="residual" if o.learned_init == "residual" else None, base=o.learned_base or None,
         )
-        if o.reward_matrix == "learned" and o.learned_init == "residual":
-            options["init"] = "residual"
-        if o.reward_matrix == "learned" and o.learned_base:
-            options["base"] = o.learned_base
     trainer = DynamicsTrainer(
         model, o.name, objective_options=options, lr=m.lr, weight_decay=m.weight_decay, batch_size=m.batch_size,
         holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience, grad_clip=m.grad_clip,
@@ -704,21 +703,18 @@ class AgentLoop:
         raise NotImplementedError
 
     def _model_state(self) -> dict[str, Any]:
-        """The model's and the trainer's part of a checkpoint (a learned U included)."""
+        """The model's and the trainer's part of a checkpoint (the objective's U is in the trainer's)."""
         assert self.model is not None and self.trainer is not None
-        return {
-            "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "objective_u": getattr(getattr(self.trainer.objective, "reward_matrix", None), "_u", None),
-        }
+        return {"model": self.model.state_dict(), "trainer": self.trainer.state_dict()}
 
     def _load_model_state(self, state: dict[str, Any]) -> None:
         assert self.model is not None and self.trainer is not None
         self.model.load_state_dict(state["model"])
-        self.trainer.load_state_dict(state["trainer"])
-        rm = getattr(self.trainer.objective, "reward_matrix", None)
-        if rm is not None and state.get("objective_u") is not None:
-            rm._u = state["objective_u"].to(self.device)
+        trainer_state = state["trainer"]
+        if "objective" not in trainer_state and state.get("objective_u") is not None:
+            # a checkpoint of up to dc4d05d kept a fixed or heuristic U here, beside the trainer's state
+            trainer_state = {**trainer_state, "objective_u": state["objective_u"]}
+        self.trainer.load_state_dict(trainer_state)
 
     def _buffers(self) -> dict[str, ReplayBuffer]:
         """The replay buffers saved with each checkpoint, by name."""
