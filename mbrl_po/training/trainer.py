@@ -39,8 +39,9 @@ class FitReport:
         train_size, holdout_size: rows used.
         wall_time: seconds.
         outer_steps: bilevel outer steps taken (learned U only), each with the logged U.
-        rolled_back: the model (weights, optimizer state, a learned U) was restored to the last finite point, because
-            they were non-finite before the fit or became non-finite during it (see ``nonfinite``); the
+        rolled_back: the model (weights, optimizer state, the objective's U and a learned U's solver state) was
+            restored to the last finite point, because they were non-finite before the fit or became non-finite
+            during it (see ``nonfinite``); the
             holdout metrics are then those of the restored model. A ``RuntimeWarning`` says so too.
         nonfinite: what was found non-finite (``""`` when nothing was): ``"weights before the fit"``,
             ``"weights"``, ``"optimizer state"``, ``"learned U"`` or ``"held-out loss"``.
