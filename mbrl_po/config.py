@@ -47,9 +47,17 @@ from mbrl_po.models.ensemble import ACTIVATIONS as _ACTIVATIONS
 from mbrl_po.models.ensemble import PRECISIONS
 from mbrl_po.models.model_env import PROPAGATIONS
 from mbrl_po.objectives import OBJECTIVES as _OBJECTIVES
-from mbrl_po.objectives import REWARD_MATRICES, make_objective, objective_options
+from mbrl_po.objectives import make_objective, objective_options
+from mbrl_po.objectives.names import (
+    COVARIANCES,
+    LEARNED_BASES,
+    LEARNED_INITS,
+    NEEDS_A_MATRIX,
+    REWARD_MATRICES,
+    REWARD_MATRIX_OPTIONS,
+    STRUCTURES,
+)
 from mbrl_po.objectives.pg import BASELINES, ESTIMATORS, REWARD_TRANSFORMS
-from mbrl_po.objectives.reward_matrix import COVARIANCES, STRUCTURES
 from mbrl_po.planning import OPTIMIZERS as _OPTIMIZERS
 from mbrl_po.planning import OptionError, optimizer_config, optimizer_options
 from mbrl_po.resources import shipped_config_dir
@@ -63,8 +71,8 @@ PLANNER_REWARDS = ("task", "learned")
 ACTIVATIONS = tuple(_ACTIVATIONS)
 OBJECTIVE_NAMES = tuple(_OBJECTIVES)
 OPTIMIZERS = tuple(_OPTIMIZERS)
-#: every reward matrix but ``fixed``, whose U is a tensor given in code (it has no config spelling)
-REWARD_MATRIX_NAMES = tuple(k for k in REWARD_MATRICES if k != "fixed")
+#: the reward matrices an agent can name (``fixed`` needs its matrix as a value, so is left out)
+REWARD_MATRIX_NAMES = tuple(n for n in REWARD_MATRICES if n not in NEEDS_A_MATRIX)
 
 AGENTS_DIR_VAR = "MBRL_PO_AGENTS_DIR"
 DEFAULT_AGENTS_DIR = shipped_config_dir("agents")
@@ -240,11 +248,11 @@ class ObjectiveSection:
         _choice("objective.covariance", self.covariance, COVARIANCES)
         _choice("objective.structure", self.structure, ("", *STRUCTURES))
         _choice("objective.bilevel_method", self.bilevel_method, BILEVEL_METHODS)
-        _choice("objective.learned_init", self.learned_init, ("identity", "residual"))
+        _choice("objective.learned_init", self.learned_init, ("identity", *LEARNED_INITS))
         if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
                              f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
-        _choice("objective.learned_base", self.learned_base, ("", "residual"))
+        _choice("objective.learned_base", self.learned_base, ("", *LEARNED_BASES))
         if self.name == "pg" and self.estimator == "score" and self.baseline == "loo" and self.num_samples < 2:
             raise ValueError(f"objective.num_samples: got {self.num_samples!r}, allowed an integer >= 2 with the "
                              f"score estimator's 'loo' baseline (or set objective.baseline='none')")
@@ -270,7 +278,10 @@ class ObjectiveSection:
         if self.name == "pg":
             out = dict(reward_matrix=self.reward_matrix, entropy_weight=self.entropy_weight,
                        num_samples=self.num_samples, estimator=self.estimator, baseline=self.baseline,
-                       reward_transform=self.reward_transform, covariance=self.covariance,
+                       reward_transform=self.reward_transform,
+                       # one covariance field for every U: passed only to the kinds that take it
+                       covariance=self.covariance if "covariance" in REWARD_MATRIX_OPTIONS[self.reward_matrix]
+                       else None,
                        structure=self.structure or None)
             if self.reward_matrix == "learned" and self.learned_init == "residual":
                 out["init"] = "residual"

@@ -81,7 +81,7 @@ def test_solver_keeps_u_and_optimizer_state_across_fits_and_through_state_dict()
     obj2 = PGObjective("learned", entropy_weight=1.0)
     trainer2 = _trainer(_model(), obj2, 5)
     trainer2.load_state_dict(state)
-    assert obj2.reward_matrix.learned is not None
+    assert obj2.reward_matrix.parameter is not None
     torch.testing.assert_close(obj2.reward_matrix.matrix(), obj.reward_matrix.matrix())
     assert len(trainer2.bilevel.history) == 10
 

@@ -7,12 +7,13 @@ import torch
 
 from mbrl_po import DynamicsTrainer, GaussianEnsemble
 from mbrl_po.objectives import (
+    FixedRewardMatrix,
     NLLObjective,
     PGObjective,
-    RewardMatrix,
     expected_reward,
     gaussian_nll,
     make_objective,
+    make_reward_matrix,
 )
 from mbrl_po.types import ModelBatch
 
@@ -70,7 +71,7 @@ def test_full_covariance_pg_with_optimal_u_recovers_mu_and_sigma(estimator):
     sigma = _full_sigma(d)
     mu = torch.tensor([1.0, -2.0, 0.5, 3.0])
     y = _gaussian_data(mu, sigma, 4000)
-    obj = PGObjective(RewardMatrix("fixed", lam, init=lam / 2 * torch.linalg.inv(sigma)), entropy_weight=lam,
+    obj = PGObjective(FixedRewardMatrix(lam / 2 * torch.linalg.inv(sigma)), entropy_weight=lam,
                       estimator=estimator, num_samples=8)
     obj.setup(None, y)
     obj.generator = torch.Generator().manual_seed(3)
@@ -106,7 +107,7 @@ def test_diagonal_ensemble_pg_reaches_lambda_over_2u_per_dim():
         ("full", 1.0 / torch.linalg.inv(sigma).diagonal()),
     ):
         u = lam / 2 * (torch.diag(1 / sigma.diagonal()) if structure == "diag" else torch.linalg.inv(sigma))
-        obj = PGObjective(RewardMatrix("fixed", lam, init=u), entropy_weight=lam, num_samples=8)
+        obj = PGObjective(FixedRewardMatrix(u), entropy_weight=lam, num_samples=8)
         torch.manual_seed(0)
         mean, var = _fit_constant(_constant_input_model(d), obj, y, epochs=150)
         assert torch.allclose(mean, mu, atol=0.1), (structure, mean)
@@ -118,7 +119,7 @@ def test_diagonal_ensemble_pg_reaches_lambda_over_2u_per_dim():
 def test_pg_with_scalar_u_predicts_lambda_over_2u(u_value):
     d, lam = 3, 1.0
     y = _gaussian_data(torch.zeros(d), torch.eye(d), 3000)
-    obj = PGObjective(RewardMatrix("fixed", lam, init=u_value), entropy_weight=lam, estimator="pathwise")
+    obj = PGObjective(FixedRewardMatrix(u_value), entropy_weight=lam, estimator="pathwise")
     torch.manual_seed(0)
     _, var = _fit_constant(_constant_input_model(d), obj, y, epochs=100)
     expected = lam / (2 * u_value)
@@ -152,11 +153,11 @@ def test_gradient_estimators_match_analytic_gradient():
         loss_fn(mean, logvar).backward()
         return torch.cat([mean.grad.flatten(), logvar.grad.flatten()])
 
-    ref_obj = PGObjective(RewardMatrix("fixed", lam, init=u), entropy_weight=lam)
+    ref_obj = PGObjective(FixedRewardMatrix(u), entropy_weight=lam)
     ref_obj.reward_matrix.setup(y)
     analytic = grads(lambda m, lv: -ref_obj.analytic_objective(m, lv, y, u))
     for estimator, n in (("score", 200_000), ("pathwise", 50_000)):
-        obj = PGObjective(RewardMatrix("fixed", lam, init=u), entropy_weight=lam, estimator=estimator,
+        obj = PGObjective(FixedRewardMatrix(u), entropy_weight=lam, estimator=estimator,
                           num_samples=n)
         obj.reward_matrix.setup(y)
         obj.generator = torch.Generator().manual_seed(1)
@@ -200,27 +201,27 @@ def test_make_objective_errors_name_the_field():
 def test_reward_matrix_must_be_positive_definite():
     not_pd = torch.tensor([[1.0, 2.0], [2.0, 1.0]])
     with pytest.raises(ValueError, match="positive definite.*eigenvalue"):
-        RewardMatrix("fixed", 1.0, init=not_pd).setup(torch.randn(10, 2))
+        FixedRewardMatrix(not_pd).setup(torch.randn(10, 2))
     with pytest.raises(ValueError, match="symmetric"):
-        RewardMatrix("fixed", 1.0, init=torch.tensor([[1.0, 0.5], [0.0, 1.0]])).setup(torch.randn(10, 2))
+        FixedRewardMatrix(torch.tensor([[1.0, 0.5], [0.0, 1.0]])).setup(torch.randn(10, 2))
     with pytest.raises(ValueError, match="> 0"):
-        RewardMatrix("fixed", 1.0, init=-2.0).setup(torch.randn(10, 2))
+        FixedRewardMatrix(-2.0).setup(torch.randn(10, 2))
     with pytest.raises(ValueError, match="positive definite"):
-        RewardMatrix("learned", 1.0, init=not_pd).setup(torch.randn(10, 2))
+        make_reward_matrix("learned", 1.0, init=not_pd).setup(torch.randn(10, 2))
 
 
 def test_heuristic_u_formulas():
     lam = 2.0
     y = _gaussian_data(torch.zeros(3), torch.diag(torch.tensor([1.0, 2.0, 3.0])), 2000)
     cov = torch.cov(y.T)
-    scaled = RewardMatrix("scaled", lam, covariance="marginal")
+    scaled = make_reward_matrix("scaled", lam, covariance="marginal")
     scaled.setup(y)
     torch.testing.assert_close(scaled.matrix(), lam * 3 / (2 * cov.trace()) * torch.eye(3))
-    full = RewardMatrix("inverse_cov", lam, covariance="marginal", structure="full")
+    full = make_reward_matrix("inverse_cov", lam, covariance="marginal", structure="full")
     full.setup(y)
     torch.testing.assert_close(full.matrix(), lam / 2 * torch.linalg.inv(cov), rtol=1e-4, atol=1e-5)
     # residual covariance: the conditional noise, not the spread of the targets
-    resid = RewardMatrix("inverse_cov", lam, covariance="residual")
+    resid = make_reward_matrix("inverse_cov", lam, covariance="residual")
     resid.setup(y + 100 * torch.randn(2000, 3))
     resid.observe_residuals(y)
     torch.testing.assert_close(resid.matrix().diagonal(), lam / (2 * (y**2).mean(0)), rtol=1e-4, atol=1e-5)
@@ -233,16 +234,16 @@ def test_learned_u_starts_at_the_residual_heuristic_once(structure):
     lam = 2.0
     sigma = torch.diag(torch.tensor([0.5, 2.0, 4.0])) if structure != "full" else _full_sigma(3)
     r = _gaussian_data(torch.zeros(3), sigma, 4000)
-    rm = RewardMatrix("learned", lam, structure=structure, init="residual")
+    rm = make_reward_matrix("learned", lam, structure=structure, init="residual")
     rm.setup(torch.randn(50, 3))
     torch.testing.assert_close(rm.matrix().detach(), torch.eye(3))
-    param = rm.learned.param
+    param = rm.parameter
     rm.observe_residuals(r.reshape(2, 2000, 3))  # (E, B, T) residuals, as the trainer passes them
     s = (r.T.double() @ r.double() / r.shape[0]).float()
     expected = {"scalar": lam * 3 / (2 * s.trace()) * torch.eye(3), "diag": torch.diag(lam / (2 * s.diagonal())),
                 "full": lam / 2 * torch.linalg.inv(s)}[structure]
     torch.testing.assert_close(rm.matrix().detach(), expected, rtol=1e-4, atol=1e-5)
-    assert rm.learned.param is param
+    assert rm.parameter is param
     rm.observe_residuals(10 * r)  # only the first residuals initialise U
     torch.testing.assert_close(rm.matrix().detach(), expected, rtol=1e-4, atol=1e-5)
     # a warm start (second fit) keeps the learned U
@@ -253,10 +254,11 @@ def test_learned_u_starts_at_the_residual_heuristic_once(structure):
 
 def test_named_init_errors():
     with pytest.raises(ValueError, match="init: got 'marginal' for reward_matrix='learned'"):
-        RewardMatrix("learned", 1.0, init="marginal")
+        make_reward_matrix("learned", 1.0, init="marginal")
     with pytest.raises(ValueError, match="init: got 'residual' for reward_matrix='fixed'"):
-        RewardMatrix("fixed", 1.0, init="residual")
-    with pytest.raises(ValueError, match="only named init is 'residual'"):
+        make_reward_matrix("fixed", 1.0, init="residual")
+    with pytest.raises(ValueError, match=r"init: got 'residual' for reward_matrix='scaled', allowed only with "
+                                         r"reward_matrix in \['learned', 'fixed'\]"):
         make_objective("pg", reward_matrix="scaled", init="residual")
 
 
@@ -264,17 +266,17 @@ def test_named_init_errors():
 def test_learned_correction_on_the_residual_heuristic(structure):
     lam = 2.0
     r = _gaussian_data(torch.zeros(3), torch.diag(torch.tensor([0.5, 2.0, 4.0])), 4000)
-    rm = RewardMatrix("learned", lam, structure=structure, base="residual")
+    rm = make_reward_matrix("learned", lam, structure=structure, base="residual")
     rm.setup(3.0 * torch.randn(50, 3))
     rm.observe_residuals(r)
     s = (r.T.double() @ r.double() / r.shape[0]).float()
     heur = lam * 3 / (2 * s.trace()) * torch.ones(3) if structure == "scalar" else lam / (2 * s.diagonal())
     torch.testing.assert_close(rm.matrix().diagonal().detach(), heur, rtol=1e-4, atol=1e-6)  # φ = 0: the heuristic
     with torch.no_grad():
-        rm.learned.param.fill_(0.5)
+        rm.parameter.fill_(0.5)
     torch.testing.assert_close(rm.matrix().diagonal().detach(), heur * math.exp(0.5), rtol=1e-4, atol=1e-6)
     rm.matrix().sum().backward()  # differentiable in φ
-    assert rm.learned.param.grad is not None and (rm.learned.param.grad > 0).all()
+    assert rm.parameter.grad is not None and (rm.parameter.grad > 0).all()
     rm.observe_residuals(2.0 * r)  # the base follows the residuals, the learned factor stays
     torch.testing.assert_close(rm.matrix().diagonal().detach(), heur / 4 * math.exp(0.5), rtol=1e-4, atol=1e-6)
     assert rm.describe()["u_correction"] == pytest.approx(math.exp(0.5), rel=1e-5)
@@ -282,8 +284,8 @@ def test_learned_correction_on_the_residual_heuristic(structure):
 
 def test_residual_base_errors():
     with pytest.raises(ValueError, match="base: got 'residual' for reward_matrix='inverse_cov'"):
-        RewardMatrix("inverse_cov", 1.0, base="residual")
+        make_reward_matrix("inverse_cov", 1.0, base="residual")
     with pytest.raises(ValueError, match=r"structure: got 'full' with base='residual'"):
-        RewardMatrix("learned", 1.0, structure="full", base="residual")
+        make_reward_matrix("learned", 1.0, structure="full", base="residual")
     with pytest.raises(ValueError, match="init: not used with base='residual'"):
-        RewardMatrix("learned", 1.0, init="residual", base="residual")
+        make_reward_matrix("learned", 1.0, init="residual", base="residual")

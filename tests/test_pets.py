@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from test_model_env import point_mass_ensemble
+from test_reward_matrix import dc4d05d_format
 
 from mbrl_po.agents.common import RunDir
 from mbrl_po.agents.pets import PETS
@@ -90,8 +91,9 @@ def test_pets_on_inverted_pendulum_end_to_end(tmp_path, objective):
     assert float(rows[-1]["wall_time"]) > 0
 
 
-def _kill_at_checkpoint_then_resume(monkeypatch, cfg, run: RunDir, die) -> PETS:  # noqa: ANN001
-    """Train in ``run`` until the checkpoint where ``die(agent, saves_so_far)`` is true, then resume from it."""
+def _kill_at_checkpoint_then_resume(monkeypatch, cfg, run: RunDir, die, before_resume=None) -> PETS:  # noqa: ANN001
+    """Train in ``run`` until the checkpoint where ``die(agent, saves_so_far)`` is true, then resume from it
+    (after ``before_resume(run)``, when given)."""
     saves = {"n": 0}
     original = PETS.save_checkpoint
 
@@ -105,6 +107,8 @@ def _kill_at_checkpoint_then_resume(monkeypatch, cfg, run: RunDir, die) -> PETS:
     with pytest.raises(KeyboardInterrupt):
         PETS(cfg, run, progress=False).train()
     monkeypatch.setattr(PETS, "save_checkpoint", original)
+    if before_resume is not None:
+        before_resume(run)
     return PETS.resume(run, progress=False)
 
 
@@ -129,6 +133,28 @@ def test_kill_and_resume_gives_the_same_buffer_and_metrics(tmp_path, monkeypatch
     for field in ("obs", "actions", "next_obs", "rewards", "terminated"):
         assert torch.equal(getattr(ta, field), getattr(tb, field)), field
 
+    assert _strip(full.read_metrics()) == _strip(killed.read_metrics())
+
+
+@pytest.mark.mujoco
+@pytest.mark.parametrize("objective", [{"name": "pg", "reward_matrix": "learned"},
+                                       {"name": "pg", "reward_matrix": "inverse_cov"}], ids=["learned", "inverse_cov"])
+def test_a_checkpoint_of_the_old_format_resumes_to_the_same_run(tmp_path, monkeypatch, objective):
+    """A latest.pt as mbrl_po wrote it up to dc4d05d (no objective state; φ in the solver's state, a heuristic U as
+    ``objective_u``) resumes to the rows of the run that was never stopped."""
+    cfg = _cfg(objective, steps=260)
+    full = RunDir.create(tmp_path, cfg, "full")
+    PETS(cfg, full, progress=False).train()
+
+    def rewrite(run: RunDir) -> None:
+        state = torch.load(run.checkpoint_path, map_location="cpu", weights_only=False)
+        assert state["trainer"]["fits"] == 1  # killed after the first fit: there is a U to restore
+        torch.save(dc4d05d_format(state), run.checkpoint_path)
+
+    killed = RunDir.create(tmp_path, cfg, "killed")
+    b = _kill_at_checkpoint_then_resume(monkeypatch, cfg, killed, lambda agent, n: n == 3, before_resume=rewrite)
+    assert 0 < b.step < 260
+    b.train()
     assert _strip(full.read_metrics()) == _strip(killed.read_metrics())
 
 

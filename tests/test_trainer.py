@@ -192,14 +192,14 @@ def test_a_learned_u_gone_nan_is_rolled_back_with_the_model():
     model = _model()
     trainer = _trainer(model, "pg", objective_options={"reward_matrix": "learned"}, max_epochs=3)
     trainer.fit(obs, act, nxt, rew)
-    u = trainer.bilevel.reward_matrix.learned.param.detach().clone()
+    u = trainer.bilevel.reward_matrix.parameter.detach().clone()
     history = len(trainer.bilevel.history)
     with torch.no_grad():
-        trainer.bilevel.reward_matrix.learned.param.fill_(float("nan"))
+        trainer.bilevel.reward_matrix.parameter.fill_(float("nan"))
     with pytest.warns(RuntimeWarning, match="NaN/inf before the fit; restored"):
         report = trainer.fit(obs, act, nxt, rew)
     assert report.rolled_back and report.nonfinite == "weights before the fit"
-    phi = trainer.bilevel.reward_matrix.learned.param.detach()
+    phi = trainer.bilevel.reward_matrix.parameter.detach()
     assert bool(torch.isfinite(phi).all()) and len(trainer.bilevel.history) > history  # it learned on from there
     assert not torch.equal(phi, torch.full_like(u, float("nan")))
 

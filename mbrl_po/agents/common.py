@@ -693,21 +693,18 @@ class AgentLoop:
         raise NotImplementedError
 
     def _model_state(self) -> dict[str, Any]:
-        """The model's and the trainer's part of a checkpoint (a learned U included)."""
+        """The model's and the trainer's part of a checkpoint (the objective's U is in the trainer's)."""
         assert self.model is not None and self.trainer is not None
-        return {
-            "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "objective_u": getattr(getattr(self.trainer.objective, "reward_matrix", None), "_u", None),
-        }
+        return {"model": self.model.state_dict(), "trainer": self.trainer.state_dict()}
 
     def _load_model_state(self, state: dict[str, Any]) -> None:
         assert self.model is not None and self.trainer is not None
         self.model.load_state_dict(state["model"])
-        self.trainer.load_state_dict(state["trainer"])
-        rm = getattr(self.trainer.objective, "reward_matrix", None)
-        if rm is not None and state.get("objective_u") is not None:
-            rm._u = state["objective_u"].to(self.device)
+        trainer_state = state["trainer"]
+        if "objective" not in trainer_state and state.get("objective_u") is not None:
+            # a checkpoint of up to dc4d05d kept a fixed or heuristic U here, beside the trainer's state
+            trainer_state = {**trainer_state, "objective_u": state["objective_u"]}
+        self.trainer.load_state_dict(trainer_state)
 
     def _buffers(self) -> dict[str, ReplayBuffer]:
         """The replay buffers saved with each checkpoint, by name."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -46,4 +46,13 @@ class Objective(Protocol):
 
     def extra_metrics(self) -> dict[str, float]:
         """Per-epoch metrics of the objective itself (e.g. the current U)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the objective estimated or learned (PG: its reward matrix's state; NLL, MSE: ``{}``), saved
+        by ``DynamicsTrainer.state_dict``."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
         ...

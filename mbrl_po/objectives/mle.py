@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mbrl_po.objectives.base import gaussian_nll
@@ -9,6 +11,8 @@ from mbrl_po.types import ModelBatch
 
 
 class _Stateless:
+    name: str
+
     def setup(self, model: torch.nn.Module, train_targets: torch.Tensor) -> None:
         return None
 
@@ -17,6 +21,14 @@ class _Stateless:
 
     def extra_metrics(self) -> dict[str, float]:
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing to save: ``{}``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"state: the {self.name!r} objective keeps no state, got keys {sorted(state)}")
 
 
 class NLLObjective(_Stateless):

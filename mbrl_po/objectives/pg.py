@@ -15,11 +15,13 @@ keeps the r:H balance of the theory. Two gradient estimators:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from mbrl_po.objectives.base import LOG_2PI, gaussian_entropy
-from mbrl_po.objectives.reward_matrix import RewardMatrix
+from mbrl_po.objectives.names import REWARD_MATRICES
+from mbrl_po.objectives.reward_matrix import RewardMatrix, make_reward_matrix
 from mbrl_po.types import ModelBatch
 
 ESTIMATORS = ("score", "pathwise")
@@ -53,7 +55,8 @@ class PGObjective:
     """Maximise E[r_U(ŷ, y)] + λ H(p_θ(·|x)) with a score-function or pathwise estimator.
 
     Args:
-        reward_matrix: the U to use (a :class:`RewardMatrix`), or its kind name, e.g. ``"learned"``.
+        reward_matrix: the U to use (a :class:`~mbrl_po.objectives.reward_matrix.RewardMatrix`), or its name
+            (one of ``REWARD_MATRICES``, e.g. ``"learned"``; built by ``make_reward_matrix``).
         entropy_weight: λ > 0.
         num_samples: G, samples per data point (default 5).
         estimator: ``"score"`` or ``"pathwise"``.
@@ -63,7 +66,11 @@ class PGObjective:
         baseline: ``"loo"`` (leave-one-out mean of the other G-1 rewards: unbiased, our default) or ``"none"``
             (the paper's code). Score estimator only.
         clip_logprob: optional c > 0; the per-dim log-prob is clamped to [-c, c] (the authors' option).
-        covariance, structure, init, base: forwarded to :class:`RewardMatrix` when ``reward_matrix`` is a name.
+        covariance, structure, init, base: the reward matrix's options when ``reward_matrix`` is a name (None: not
+            given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U).
+
+    Attributes:
+        reward_matrix: the :class:`~mbrl_po.objectives.reward_matrix.RewardMatrix` in use.
     """
 
     name = "pg"
@@ -78,7 +85,7 @@ class PGObjective:
         rbf_gamma: float = 1.0,
         baseline: str = "loo",
         clip_logprob: float | None = None,
-        covariance: str = "residual",
+        covariance: str | None = None,
         structure: str | None = None,
         init: float | torch.Tensor | str | None = None,
         base: str | None = None,
@@ -99,13 +106,22 @@ class PGObjective:
             raise ValueError(f"clip_logprob: got {clip_logprob!r}, allowed None or a finite number > 0")
         if not _finite_positive(rbf_gamma):
             raise ValueError(f"rbf_gamma: got {rbf_gamma!r}, allowed a finite number > 0")
+        options = {"covariance": covariance, "structure": structure, "init": init, "base": base}
         if isinstance(reward_matrix, str):
-            reward_matrix = RewardMatrix(reward_matrix, entropy_weight, covariance, structure, init, base=base)
-        elif abs(reward_matrix.entropy_weight - entropy_weight) > 1e-12:
-            raise ValueError(
-                f"entropy_weight: {entropy_weight} differs from the reward matrix's λ "
-                f"({reward_matrix.entropy_weight}); pass the same λ to both"
-            )
+            reward_matrix = make_reward_matrix(reward_matrix, entropy_weight=entropy_weight, **options)
+        elif not isinstance(reward_matrix, RewardMatrix):
+            raise ValueError(f"reward_matrix: got {reward_matrix!r}, allowed a RewardMatrix or a name in "
+                             f"{list(REWARD_MATRICES)}")
+        else:
+            for key, value in options.items():
+                if value is not None:
+                    raise ValueError(f"{key}: got {value!r} with a RewardMatrix object; it is that object's option")
+            lam = reward_matrix.entropy_weight
+            if lam is not None and abs(lam - entropy_weight) > 1e-12:
+                raise ValueError(
+                    f"entropy_weight: {entropy_weight} differs from the reward matrix's λ ({lam}); pass the same "
+                    f"λ to both"
+                )
         self.reward_matrix = reward_matrix
         self.entropy_weight = float(entropy_weight)
         self.num_samples = num_samples
@@ -125,6 +141,13 @@ class PGObjective:
 
     def extra_metrics(self) -> dict[str, float]:
         return self.reward_matrix.describe()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"reward_matrix": self.reward_matrix.state_dict()}``: U and what it was estimated from."""
+        return {"reward_matrix": self.reward_matrix.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reward_matrix.load_state_dict(state["reward_matrix"])
 
     # ------------------------------------------------------------------ the objective
     def _transform(self, r: torch.Tensor) -> torch.Tensor:

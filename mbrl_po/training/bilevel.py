@@ -26,6 +26,7 @@ import torch
 
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.objectives.pg import PGObjective
+from mbrl_po.objectives.reward_matrix import LearnedRewardMatrix, legacy_state
 
 METHODS = ("implicit", "neumann", "one_step")
 
@@ -41,7 +42,9 @@ class BilevelSolver:
     """Learns the PG objective's U (``reward_matrix="learned"``) by implicit differentiation.
 
     Args:
-        objective: a :class:`PGObjective` whose reward matrix is ``learned``.
+        objective: a :class:`PGObjective` whose reward matrix is a :class:`LearnedRewardMatrix` (``learned``).
+            The solver optimises its φ (``reward_matrix.parameter``); U itself is saved with the objective
+            (``objective.state_dict()``), the solver's :meth:`state_dict` holds its optimizer and history.
         method: ``"implicit"`` (CG solve), ``"neumann"`` or ``"one_step"``.
         lr: outer Adam learning rate on φ (log-parameterised U).
         iterations: CG iterations or Neumann terms.
@@ -63,7 +66,7 @@ class BilevelSolver:
         hypergrad_clip: float = 10.0,
         max_rows: int = 2048,
     ) -> None:
-        if not isinstance(objective, PGObjective) or objective.reward_matrix.kind != "learned":
+        if not (isinstance(objective, PGObjective) and isinstance(objective.reward_matrix, LearnedRewardMatrix)):
             raise ValueError("objective: BilevelSolver needs a PGObjective with reward_matrix='learned'")
         if method not in METHODS:
             raise ValueError(f"method: got {method!r}, allowed {list(METHODS)}")
@@ -87,15 +90,17 @@ class BilevelSolver:
         self._pending_state: dict[str, Any] | None = None
 
     @property
-    def reward_matrix(self):  # noqa: ANN201 - RewardMatrix
-        return self.objective.reward_matrix
+    def reward_matrix(self) -> LearnedRewardMatrix:
+        rm = self.objective.reward_matrix
+        assert isinstance(rm, LearnedRewardMatrix)
+        return rm
 
     def _ensure_optimizer(self) -> torch.optim.Adam:
-        pd = self.reward_matrix.learned
-        if pd is None:
+        phi = self.reward_matrix.parameter
+        if phi is None:
             raise RuntimeError("BilevelSolver: the reward matrix is not set up yet (call trainer.fit first)")
-        if self.optimizer is None or self.optimizer.param_groups[0]["params"][0] is not pd.param:
-            self.optimizer = torch.optim.Adam([pd.param], lr=self.lr)
+        if self.optimizer is None or self.optimizer.param_groups[0]["params"][0] is not phi:
+            self.optimizer = torch.optim.Adam([phi], lr=self.lr)
             if self._pending_state is not None:
                 self.optimizer.load_state_dict(self._pending_state)
                 self._pending_state = None
@@ -128,10 +133,9 @@ class BilevelSolver:
             The hypergradient, shaped like φ, and diagnostics.
         """
         method = method or self.method
-        pd = self.reward_matrix.learned
-        if pd is None:
+        phi = self.reward_matrix.parameter
+        if phi is None:
             raise RuntimeError("BilevelSolver: the reward matrix is not set up yet")
-        phi = pd.param
         params = [p for p in model.parameters() if p.requires_grad]
         xi, yi = self._subset(*inner, self.max_rows, generator)
         xo, yo = self._subset(*outer, self.max_rows, generator)
@@ -232,7 +236,9 @@ class BilevelSolver:
         if norm > self.hypergrad_clip:
             hyper = hyper * (self.hypergrad_clip / norm)
         opt.zero_grad()
-        self.reward_matrix.learned.param.grad = hyper
+        phi = self.reward_matrix.parameter
+        assert phi is not None
+        phi.grad = hyper
         opt.step()
         row = {"outer_step": float(len(self.history)), "outer_nll": info.outer_nll,
                "hypergrad_norm": norm, "cg_residual": info.residual, **self.reward_matrix.describe()}
@@ -241,27 +247,18 @@ class BilevelSolver:
 
     # ------------------------------------------------------------------ persistence (warm start / resume)
     def state_dict(self) -> dict[str, Any]:
-        pd = self.reward_matrix.learned
+        """The outer optimizer's state and the history; U (φ) is the objective's (``objective.state_dict()``)."""
         return {
-            "phi": None if pd is None else pd.param.detach().clone(),
-            "dim": None if pd is None else pd.dim,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "history": list(self.history),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (after the objective's, when both are loaded: the optimizer is rebuilt on
+        the φ the objective holds at the next step). A state written before reward matrices had their own
+        (with ``phi`` and ``dim``) also restores the learned U from it."""
         self.history = list(state.get("history", []))
         self._pending_state = state.get("optimizer")
         self.optimizer = None
-        phi = state.get("phi")
-        if phi is not None:
-            from mbrl_po.objectives.reward_matrix import PDMatrix
-
-            rm = self.reward_matrix
-            dim = int(state["dim"])
-            if rm.learned is None or rm.learned.dim != dim:
-                rm.learned = PDMatrix(dim, rm.structure).to(phi.device)
-            with torch.no_grad():
-                rm.learned.param.copy_(phi)
-            rm._init_from_residuals = False  # a restored U is never overwritten by the residual init
-
+        if "phi" in state:  # the format up to dc4d05d: φ lived here
+            self.reward_matrix.load_state_dict(legacy_state(self.reward_matrix, bilevel=state))

@@ -17,6 +17,7 @@ from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
 from mbrl_po.errors import NonFiniteModelError
 from mbrl_po.models.ensemble import PRECISIONS, GaussianEnsemble
 from mbrl_po.objectives import Objective, PGObjective, gaussian_nll, make_objective
+from mbrl_po.objectives.reward_matrix import LearnedRewardMatrix, legacy_state
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.types import ModelBatch, TransitionData
 
@@ -36,8 +37,9 @@ class FitReport:
         train_size, holdout_size: rows used.
         wall_time: seconds.
         outer_steps: bilevel outer steps taken (learned U only), each with the logged U.
-        rolled_back: the model (weights, optimizer state, a learned U) was restored to the last finite point, because
-            they were non-finite before the fit or became non-finite during it (see ``nonfinite``); the
+        rolled_back: the model (weights, optimizer state, the objective's U and a learned U's solver state) was
+            restored to the last finite point, because they were non-finite before the fit or became non-finite
+            during it (see ``nonfinite``); the
             holdout metrics are then those of the restored model. A ``RuntimeWarning`` says so too.
         nonfinite: what was found non-finite (``""`` when nothing was): ``"weights before the fit"``,
             ``"weights"``, ``"optimizer state"``, ``"learned U"`` or ``"held-out loss"``.
@@ -165,7 +167,8 @@ class DynamicsTrainer:
         self.precision = precision
         self.seed = seed
         self.progress = progress
-        if bilevel is None and isinstance(objective, PGObjective) and objective.reward_matrix.kind == "learned":
+        if (bilevel is None and isinstance(objective, PGObjective)
+                and isinstance(objective.reward_matrix, LearnedRewardMatrix)):
             bilevel = BilevelSolver(objective)
         self.bilevel = bilevel
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -190,24 +193,27 @@ class DynamicsTrainer:
 
         if not finite([v for v in self.model.state_dict().values() if v.is_floating_point()]):
             return "weights"
-        learned = None if self.bilevel is None else self.bilevel.reward_matrix.learned
-        if learned is not None and not finite([learned.param.detach()]):
+        phi = None if self.bilevel is None else self.bilevel.reward_matrix.parameter
+        if phi is not None and not finite([phi.detach()]):
             return "learned U"
         moments = [v for st in self.optimizer.state.values() for v in st.values()
                    if isinstance(v, torch.Tensor) and v.is_floating_point()]
         return "" if finite(moments) else "optimizer state"
 
     def _snapshot(self) -> dict[str, Any]:
-        """Model weights, optimizer state and a learned U's solver state (U, its optimizer, its history)."""
+        """Model weights, optimizer state, the objective's state (U) and a learned U's solver state (its
+        optimizer, its history)."""
         return {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "objective": copy.deepcopy(self.objective.state_dict()),
             "bilevel": None if self.bilevel is None else copy.deepcopy(self.bilevel.state_dict()),
         }
 
     def _restore(self, snap: dict[str, Any]) -> None:
         self.model.load_state_dict(snap["model"])
         self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.objective.load_state_dict(copy.deepcopy(snap["objective"]))
         if self.bilevel is not None and snap.get("bilevel") is not None:
             self.bilevel.load_state_dict(copy.deepcopy(snap["bilevel"]))
 
@@ -453,19 +459,29 @@ class DynamicsTrainer:
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, RNG and bilevel state, for resuming an agent."""
+        """Optimizer, RNG, objective (``objective.state_dict()``: U) and bilevel state, for resuming an agent.
+        The model's weights are the model's own ``state_dict``."""
         return {
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "device_generator": self.device_generator.get_state(),
+            "objective": self.objective.state_dict(),
             "bilevel": None if self.bilevel is None else self.bilevel.state_dict(),
             "fits": self.fits,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. Also reads the format up to dc4d05d, which had no ``objective``: a
+        learned U's φ was in the solver's state (:meth:`BilevelSolver.load_state_dict` reads it there) and agents
+        kept a fixed or heuristic U beside the trainer's state, passed in here as ``objective_u`` (T, T)."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.device_generator.set_state(state["device_generator"])
+        if "objective" in state:
+            self.objective.load_state_dict(state["objective"])
+        elif state.get("objective_u") is not None and isinstance(self.objective, PGObjective):  # the old format
+            rm = self.objective.reward_matrix
+            rm.load_state_dict(legacy_state(rm, objective_u=state["objective_u"].to(self.model.device)))
         if self.bilevel is not None and state.get("bilevel") is not None:
             self.bilevel.load_state_dict(state["bilevel"])
         self.fits = int(state.get("fits", 0))
