@@ -1395,7 +1395,8 @@ def peer_header(peer: dict[str, Any] | None) -> str:
     threads = machine.get("torch_threads")
     if peer.get("same_run"):
         return (f"mbrl-lib 0.2.0 figures were measured **in this run**, each right after ours on the same machine "
-                f"({machine.get('cpu_model')}, torch threads {threads}): the ratios compare like with like.")
+                f"({machine.get('cpu_model')}) at the same torch thread count ({threads} for the first): the ratios "
+                "compare like with like.")
     return (
         f"mbrl-lib 0.2.0 figures come from a **separate run** (`{PEER_JSON}`, {date}, torch threads {threads}); "
         "its load averages are given beside each figure. They are shown for reference; no ratio is computed from "
@@ -1515,6 +1516,16 @@ T6 = "6. two threads: the same figures with 2 torch threads"
 T7 = "7. GPU"
 
 
+def _span(xs: list[float]) -> str:
+    """``1.20×`` for one value, ``1.20–1.90×`` for several (min–max)."""
+    lo, hi = min(xs), max(xs)
+    return f"{lo:.2f}×" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}×"
+
+
+def _n_rungs(n: int) -> str:
+    return f"{n} rung{'s' if n != 1 else ''}"
+
+
 def _prec(row: dict[str, Any]) -> str:
     return row.get("precision", "float32")
 
@@ -1571,14 +1582,15 @@ def _target_plan(view: dict[str, Any], peer: dict[str, Any] | None, why: str) ->
     bf16_cpu = bool(view["machine"].get("bf16", {}).get("fast"))
     if bf16_cpu:
         rel = [r for r in rows if _prec(r) == "bf16"]
-        dtype, scope = "bf16", f"bf16 (the dtype used on this bf16 CPU), {len(rel)} rungs"
+        dtype, scope = "bf16", f"bf16 (the dtype used on this bf16 CPU), {_n_rungs(len(rel))}"
     else:
         rel = [r for r in rows if _prec(r) == "float32" and r["rows_per_member"] >= 200]
-        dtype, scope = "float32", f"float32 (no bf16 matrix instructions), {len(rel)} rungs with ≥ 200 rows/member"
+        dtype, scope = "float32", (f"float32 (no bf16 matrix instructions), {_n_rungs(len(rel))} with ≥ 200 "
+                                   "rows/member")
     if not rel:
         return T2, f"{scope}: none measured in this run", "pending"
     over = [r["over_floor"]["median"] for r in rel]
-    parts = [f"{scope}: ours / {dtype} floor {min(over):.2f}–{max(over):.2f}×"]
+    parts = [f"{scope}: ours / {dtype} floor {_span(over)}"]
     floor_ok = max(over) <= 1.3
     bounds = []
     if not floor_ok:
@@ -1601,9 +1613,8 @@ def _target_plan(view: dict[str, Any], peer: dict[str, Any] | None, why: str) ->
         parts.append("mbrl-lib: not run at these rungs")
     else:
         speed_ok = len(sp_wall) == len(rel) and min(sp_wall) >= 3
-        parts.append(f"mbrl-lib / ours {min(sp_wall):.2f}–{max(sp_wall):.2f}× wall"
-                     + (f", {min(sp_cpu):.2f}–{max(sp_cpu):.2f}× CPU time" if sp_cpu else "")
-                     + f" over {len(sp_wall)} rungs (same run)")
+        parts.append(f"mbrl-lib / ours {_span(sp_wall)} wall" + (f", {_span(sp_cpu)} CPU time" if sp_cpu else "")
+                     + f" over {_n_rungs(len(sp_wall))} (same run)")
         if bf16_cpu and speed_bad:
             for r, pc in speed_bad:
                 bound = pc / r["floor_ms"]["median"] if pc else None
@@ -1618,13 +1629,13 @@ def _target_plan(view: dict[str, Any], peer: dict[str, Any] | None, why: str) ->
     if bf16_cpu:
         f32 = [r["over_floor"]["median"] for r in rows if _prec(r) == "float32"]
         if f32:
-            parts.append(f"float32 for reference: ours / float32 floor {min(f32):.2f}–{max(f32):.2f}×")
+            parts.append(f"float32 for reference: ours / float32 floor {_span(f32)}")
         parts.append(_bf16_plan_evidence())
         met = _yes(None if speed_ok is None and floor_ok else (floor_ok and bool(speed_ok)))
     else:
         small = [r["over_floor"]["median"] for r in rows if _prec(r) == "float32" and r["rows_per_member"] < 200]
         if small:
-            parts.append(f"below 200 rows/member (outside this target): {min(small):.2f}–{max(small):.2f}×")
+            parts.append(f"below 200 rows/member (outside this target): {_span(small)}")
         met = _yes(floor_ok)
     value = "; ".join(parts) + (". **Bound:** " + "; ".join(bounds) if bounds else "")
     return T2, value, met
@@ -1694,12 +1705,13 @@ def _targets_mbpo(view: dict[str, Any], peer: dict[str, Any] | None, why: str) -
         ok = max(k1["over_floor"], k15["over_floor"]) <= 1.5
         f_verdicts.append(f"{nm}: {_yes(ok)}")
         if not ok:
-            worst = max(k15["parts_cpu_ms"], key=lambda x: k15["parts_cpu_ms"][x] / max(k15["floor_parts_ms"][x], 1e-9))
+            pc, pf = k15["parts_cpu_ms"], k15["floor_parts_ms"]
+            worst = max(pc, key=lambda x: pc[x] - pf[x])
             f_bounds.append(
-                f"{nm}: {worst.replace('_', ' ')} at {k15['parts_cpu_ms'][worst] / k15['floor_parts_ms'][worst]:.1f}× "
-                f"their floor (k=15), the largest excess; parts by floor ratio: "
-                + ", ".join(f"{x.replace('_', ' ')} {k15['parts_cpu_ms'][x] / max(k15['floor_parts_ms'][x], 1e-9):.1f}×"
-                            for x in k15["parts_cpu_ms"])
+                f"{nm}: {worst.replace('_', ' ')} at {pc[worst] / max(pf[worst], 1e-9):.1f}× their floor "
+                f"({_num(pc[worst] - pf[worst])} ms above it at k=15), the largest excess; each part over its floor: "
+                + ", ".join(f"{x.replace('_', ' ')} {pc[x] / max(pf[x], 1e-9):.1f}×" for x in pc)
+                + "; the env step and the policy act have no floor"
             )
         s_parts.append(f"{nm}: **{k1['model_share']:.0%}** (k=1), **{k15['model_share']:.0%}** (k=15) with "
                        f"schedule-average retraining; first-fit: {var['k1_first_fit']['model_share']:.0%}, "
@@ -1866,7 +1878,8 @@ def _merged_targets(views: list[tuple[int, dict[str, Any]]], res: dict[str, Any]
         out.append((T6, [f"{NOT_MEASURED} (pass --threads 1,2)"], ["pending"]))
     else:
         vals = [f"baseline of the ratios ({_threads_label(t0)})"]
-        vals += [f"wall time over {_threads_label(t0)}: {_thread_speedup(views[0][1], v)}" for _, v in views[1:]]
+        vals += [f"wall time here / at {_threads_label(t0)}: {_thread_speedup(views[0][1], v)}"
+                 for _, v in views[1:]]
         out.append((T6, vals, ["measured"] * len(views)))
     g = (f"GPU figures from `{res.get('gpu_json')}` in the GPU columns" if gpu else
          f"{GPU_PENDING}; the command is written below (GPU run)")
