@@ -1,27 +1,37 @@
-"""``mbrl-po bench speed``: model training, planning and MBPO timed against the machine's matmul floor.
+"""``mbrl-po bench speed``: model training, planning, SAC and MBPO timed against the machine's matmul floor.
 
-    mbrl-po bench speed [--quick] [--device cpu|cuda] [--threads 1] [--out docs/performance.md] [--json FILE]
+    mbrl-po bench speed [--quick] [--device cpu|cuda] [--threads 1[,2]] [--peer-python PY] [--out FILE] [--json FILE]
 
 Every figure is a median over repeats, and each workload's floor is measured in the same run, interleaved with
 it (one floor measurement per repeat), so their ratio is meaningful on a shared, loaded machine. The floor of a
-workload is its matmul FLOPs divided by the throughput this machine reaches on the ensemble's exact batched
-matmul shapes (``torch.bmm``, measured here); everything else a workload does (activations, the optimizer,
-sampling, Python) is overhead above it.
+workload is its matmul FLOPs divided by the throughput this machine reaches on the workload's exact matmul
+shapes in the workload's dtype (``torch.bmm`` for the ensemble, ``torch.addmm``/``mm`` for SAC's layers,
+measured here, :class:`Floor`); everything else a workload does (activations, the optimizer, sampling, Python)
+is overhead above it. Where :func:`bf16_fast` (a CPU with bf16 matrix instructions, or CUDA), planning, SAC
+and MBPO are also measured in bf16, each beside a floor measured in bf16.
 
 Sections (``--sections``, default all):
 
-``floor``   batched-matmul throughput (GFLOP/s) per layer shape, at the training and the planning batch sizes,
-            and whether bf16 is worth using on this device (:func:`bf16_fast`).
+``floor``   matmul throughput (GFLOP/s) per shape, at the training and planning batch sizes and for one SAC
+            update, in float32 (and bf16 where fast), and whether bf16 is worth using (:func:`bf16_fast`).
 ``train``   one NLL epoch over 100k HalfCheetah-v5-shaped transitions (E=7, 4x200, batch 256) with
             :class:`~mbrl_po.training.DynamicsTrainer`, the PG (G=5) epoch, and the bilevel outer step.
 ``plan``    CEM latency per action (E=7, 5 elites, TS-1) on a ladder of population x particles x horizon x
-            iterations, on InvertedPendulum (4, 1) and HalfCheetah (17, 6) dims.
+            iterations (:data:`RUNGS`, with the locomotion suite's PETS planner 100x5x30x3), on InvertedPendulum
+            (4, 1) and HalfCheetah (17, 6) dims, with ``ModelEnv(precision=...)`` float32 and bf16.
+``sac``     ms per SAC update at Hopper dims: ``LeanSACUpdate`` (what the agents run), SB3's own ``SAC.train``
+            and LeanSACUpdate under bf16 autocast, beside the update's matmul floor (:func:`sac_matmuls`).
 ``mbpo``    one MBPO env step on Hopper-v5 dims, split into SAC updates, model rollouts, amortised retraining,
-            env step and policy act.
+            env step and policy act; variants with bf16 refits, rollouts and SAC; the step's floor and
+            CPU-minutes per 1,000 env steps.
 ``seeds``   wall time of 5 seeds (5 processes at once) over 1 seed for one planning workload.
 
-mbrl-lib's figures are read from ``docs/results/peer_mbrl_lib_cpu.json`` (a separate run, see
-``benchmarks/peers/README.md``) when it exists. A GPU run's ``--json`` can be merged with ``--gpu-json``.
+``--threads 1,2`` measures every section but ``seeds`` once per thread count in one invocation (mbrl-lib too)
+and reports them side by side. ``--peer-python`` runs mbrl-lib's side of each section (``benchmarks/peers/
+mbrl_lib.py``) right after ours, so ratios compare figures of one machine and one run; otherwise mbrl-lib's
+figures are read from ``docs/results/peer_mbrl_lib_cpu.json`` (a separate run, shown but never compared). The
+report's targets table is issue 14's (``targets_summary``). A GPU run's ``--json`` can be merged with
+``--gpu-json``; ``--from-json`` rewrites a report from the figures embedded in an earlier one.
 """
 
 from __future__ import annotations
@@ -1720,12 +1730,15 @@ def _targets_mbpo(view: dict[str, Any], peer: dict[str, Any] | None, why: str) -
         s_verdicts.append(f"{nm}: {_yes(ok)}")
         if not ok:
             fs = max(k1["model_floor_share"], k15["model_floor_share"])
+            fits = (b.get("fits") or {}).get(var.get("refits", "float32"))
+            epochs = (f"first fit {fits['first_epochs']} epochs, warm refits {fits['warm_epochs']}" if fits else
+                      f"first fit {b['retrain_epochs']} epochs, warm refits {b.get('retrain_warm_epochs')}")
             s_bounds.append(
                 f"{nm}: at their floors the rollouts and refits alone would be {k1['model_floor_share']:.0%} (k=1), "
-                f"{k15['model_floor_share']:.0%} (k=15) of the SAC time"
-                + (", so ≤ 25% is out of reach at this SAC speed" if fs > 0.25 else
-                   f"; the share is bounded by refit epochs on early data: first fit {b['retrain_epochs']} epochs, "
-                   f"warm refits {b.get('retrain_warm_epochs')} ({b['settings']['model_fit']})")
+                f"{k15['model_floor_share']:.0%} (k=15) of the SAC time measured here"
+                + (", so with these refit epochs ≤ 25% is out of reach even at the floor" if fs > 0.25 else
+                   "; the rest is their overhead above the floor")
+                + f"; the share is bounded by refit epochs on early data ({epochs}; {b['settings']['model_fit']})"
             )
         m_parts.append(f"{nm}: **{k1['cpu_min_per_1k_steps']:.1f}** (k=1), **{k15['cpu_min_per_1k_steps']:.1f}** "
                        "(k=15)")
