@@ -323,7 +323,7 @@ def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
     speed.write_report(res, out, gpu=None, peer=None)
     text = out.read_text()
     assert speed.GPU_PENDING in text and "mbrl-lib: pending" in text
-    assert "| InvertedPendulum-v5 | 64x5x10x3 | 64 |" in text
+    assert "| InvertedPendulum-v5 | 64x5x10x3 | float32 | 64 |" in text
     assert speed.read_results(out)["plan"] == json.loads(json.dumps(res["plan"]))  # the report embeds its figures
     peer = {
         "machine": {"date_utc": "2030-01-01"},
@@ -347,14 +347,14 @@ def test_report_marks_missing_peer_and_gpu_as_pending(tmp_path) -> None:
     assert "separate run" in text and "2030-01-01" in text
     assert "| 5.00 load [2, 2, 2] | n/a | not compared |" in text
     rows = dict((t, v) for t, v, _ in speed.targets_summary(res, speed.load_peer(tmp_path / "peer.json")))
-    assert rows["planning ≥ 3× faster than mbrl-lib at every rung"].startswith("not compared: other run")
+    assert rows[speed.T1].startswith("not compared: other run")
     # measured in this run on this machine: the ratio is printed
     same = {**peer, "same_run": True, "machine": {"cpu_model": res["machine"]["cpu_model"]}}
     speed.write_report(res, out, gpu=res, peer=same)
     text = out.read_text()
     assert "in this run" in text and "| 5.00 load [2, 2, 2] | n/a | 2.00, – |" in text
     rows = dict((t, v) for t, v, _ in speed.targets_summary(res, same))
-    assert rows["planning ≥ 3× faster than mbrl-lib at every rung"].startswith("mbrl-lib / ours 2.00–2.00× wall")
+    assert rows[speed.T1].endswith("ratios printed")
     # another machine is named, whatever the run
     other = {**same, "machine": {"cpu_model": "Some Other CPU"}}
     ok, why = speed.peer_comparable(other, res["machine"])
@@ -384,3 +384,264 @@ def test_planning_rungs_parse_and_bad_ones_name_the_form() -> None:
     for bad in ("1x2x3", "0x5x30x3", "axbxcxd"):
         with pytest.raises(ValueError, match="allowed POPxPARTICLESxHORIZONxITERS"):
             speed.parse_rungs(bad)
+
+
+
+# ------------------------------------------------------------------------------------------ issue 14 bench
+def test_sac_flop_counter_known_answers() -> None:
+    # tiny nets by hand: obs 2, act 1, one hidden layer of 3, batch 4, 2 critics
+    b = 4
+    actor_fwd = 2 * b * (2 * 3 + 3 * 1 + 3 * 1)  # obs->3, then the mu and log_std heads
+    critic_fwd = 2 * b * (3 * 3 + 3 * 1)  # (obs, action) = 3 -> 3 -> 1
+    critic_first = 2 * b * 3 * 3
+    actor_first = 2 * b * 2 * 3
+    lean = (
+        2 * actor_fwd  # actor on obs and on next obs
+        + 2 * critic_fwd  # target critics
+        + 2 * critic_fwd  # critics on (obs, a)
+        + 2 * critic_fwd + 2 * (critic_fwd - critic_first)  # their weight and input (not the first) gradients
+        + 2 * critic_fwd + 2 * critic_fwd  # actor-loss critics: forward, input gradients of every layer
+        + actor_fwd + (actor_fwd - actor_first)  # actor backward
+    )
+    assert lean == 1344
+    assert speed.matmul_flops(speed.sac_matmuls(2, 1, (3,), b)) == lean
+    sb3 = lean + 2 * critic_fwd  # SB3 also computes the critics' weight gradients of the actor loss
+    assert speed.matmul_flops(speed.sac_matmuls(2, 1, (3,), b, actor_loss_critic_weight_grads=True)) == sb3 == 1536
+    # Hopper at batch 256 with [256, 256] nets: about 570 MFLOP for the lean update, 640 for SB3's
+    hopper_lean = speed.matmul_flops(speed.sac_matmuls(11, 3))
+    hopper_sb3 = speed.matmul_flops(speed.sac_matmuls(11, 3, actor_loss_critic_weight_grads=True))
+    assert hopper_lean == pytest.approx(564.26e6, rel=1e-4) and hopper_sb3 == pytest.approx(635.31e6, rel=1e-4)
+    # identical shapes are merged; every kind is a Floor kind; three critics scale the critic terms
+    mms = speed.sac_matmuls(11, 3, (256, 256), 256, 3)
+    assert len({(r, i, o, k) for r, i, o, k, _ in mms}) == len(mms)
+    assert {k for *_, k, _ in mms} == {"fwd", "dw", "dx"}
+    assert dict(((i, o, k), c) for _, i, o, k, c in mms)[(14, 256, "fwd")] == 9  # 3 critic passes x 3 critics
+    assert dict(((i, o, k), c) for _, i, o, k, c in mms)[(14, 256, "dx")] == 3  # the actor loss's only
+    actor = speed.actor_forward_matmuls(11, 3, (256, 256), 400)
+    assert speed.matmul_flops(actor) == 2 * 400 * (11 * 256 + 256 * 256 + 2 * 256 * 3)
+
+
+def test_floor_measures_plain_and_batched_matmuls_in_its_dtype() -> None:
+    fl = speed.Floor(torch.device("cpu"), torch.bfloat16, min_sample_s=1e-5)
+    for kind in ("fwd", "dw", "dx"):
+        assert fl.mm_s(4, 3, 2, kind, repeats=1) >= 0
+        assert fl.bmm_s(2, 4, 3, 2, kind, repeats=1) >= 0
+    assert fl._op(0, 4, 3, 2, "dw")().dtype == torch.bfloat16
+    assert fl._op(0, 4, 3, 2, "fwd")().shape == (4, 2) and fl._op(0, 4, 3, 2, "dx")().shape == (4, 3)
+    assert fl._op(2, 4, 3, 2, "dw")().shape == (2, 3, 2)
+    assert fl.matmuls_s([(4, 3, 2, "fwd", 2)], repeats=1) >= 0
+    with pytest.raises(ValueError, match="kind: got 'dy', allowed"):
+        fl.mm_s(4, 3, 2, "dy")
+
+
+def test_threads_parse_and_bad_values_name_the_flag(tmp_path) -> None:
+    assert speed.parse_threads("1,2") == (1, 2)
+    assert speed.parse_threads(" 2 ") == (2,) and speed.parse_threads("0") == (0,) and speed.parse_threads(1) == (1,)
+    for bad in ("a", "1,-2", "1,,2", "", "1.5"):
+        with pytest.raises(ValueError, match="--threads: got .* allowed a comma list"):
+            speed.parse_threads(bad)
+    with pytest.raises(ValueError, match="--threads: got '1,1' with a repeated count"):
+        speed.parse_threads("1,1")
+    with pytest.raises(ValueError, match="--threads"):  # the CLI refuses before measuring anything
+        speed.main(["--threads", "1,x", "--sections", "plan", "--out", str(tmp_path / "p.md")])
+
+
+CPU = "Test CPU 9000"
+
+
+def _st(x: float) -> dict:
+    return speed.stats([x])
+
+
+def _plan_row(rung: str, prec: str, rows: int, wall: float, cpu: float, floor: float, dims: str = "hc") -> dict:
+    env = speed.PLAN_DIMS[dims][0]
+    return {"dims": dims, "env": env, "rung": rung, "precision": prec, "rows_per_member": rows,
+            "flops_per_action": 1e9, "ms_per_action": _st(wall), "busy_ms_per_action": _st(cpu),
+            "floor_ms": _st(floor), "over_floor": _st(cpu / floor), "load_before": [1, 1, 1]}
+
+
+def _mbpo(over: float, share: float, floor_share: float) -> dict:
+    """An MBPO section with one float32 variant: SAC 500 ms CPU per step, the given model share."""
+    sac, model = 500.0, share * 500.0
+    cpu_step = sac + model + 2.0
+    part = {"step_cpu_ms": cpu_step, "step_ms": cpu_step, "floor_ms": cpu_step / over,
+            "floor_parts_ms": {"sac_updates": 300.0, "model_rollouts": 10.0, "retrain": floor_share * sac - 10.0},
+            "parts_cpu_ms": {"sac_updates": sac, "model_rollouts": 0.2 * model, "retrain": 0.8 * model},
+            "over_floor": over, "model_share": share, "model_floor_share": floor_share,
+            "cpu_min_per_1k_steps": round(cpu_step / 60, 3)}
+    ms = {k: _st(v) for k, v in (("sac_updates", sac), ("sac_updates_sb3", 560.0), ("model_rollouts_k1", 0.2 * model),
+                                 ("model_rollouts_k15", 0.2 * model), ("retrain_amortised", 0.8 * model),
+                                 ("retrain_schedule_amortised", 0.8 * model), ("env_step", 1.0),
+                                 ("policy_act_and_buffer_add", 1.0))}
+    return {
+        "settings": {"sac_updates_per_step": 20, "sac_batch": 256, "sac_net_arch": [256, 256],
+                     "rollouts_per_step": 400, "train_every": 250, "model": "E=7 (5 elites) 200x200x200x200",
+                     "model_fit": "lr 0.001, wd 5e-05, batch 256, max_epochs 50, patience 5", "real_ratio": 0.05},
+        "data": "5250 real Hopper-v5 random-policy transitions", "retrain_epochs": [50],
+        "retrain_warm_s": _st(20.0), "retrain_warm_epochs": [50, 41], "schedule": {"steps": 125000, "fits": 480},
+        "ms": ms, "cpu_ms": ms, "floor_ms": {"sac_updates": _st(300.0), "rollout_step": _st(10.0)},
+        "step_ms_k1": cpu_step, "step_ms_k15": cpu_step, "step_cpu_ms_k1": cpu_step, "step_cpu_ms_k15": cpu_step,
+        "model_share_of_sac_k1": share, "model_share_of_sac_k15": share, "ms_per_sac_update": 25.0,
+        "load_before": [1, 1, 1], "load_after": [1, 1, 1],
+        "variants": {"float32": {"label": "float32 (what the agents run)", "sac": "float32", "rollouts": "float32",
+                                 "refits": "float32", "k1": part, "k15": part, "k1_first_fit": part,
+                                 "k15_first_fit": part}},
+    }
+
+
+def _sac(lean_over: float) -> dict:
+    def var(label: str, dtype: str, cpu: float, floor: float) -> dict:
+        return {"label": label, "dtype": dtype, "flops": 564e6, "ms_per_update": _st(cpu),
+                "cpu_ms_per_update": _st(cpu), "floor_ms": _st(floor), "over_floor": _st(cpu / floor)}
+
+    return {"settings": {"obs": 11, "act": 3, "batch": 256, "net_arch": [256, 256], "critics": 2,
+                         "ent_coef": "learned", "lr": 3e-4, "tau": 0.005, "gamma": 0.99, "updates_per_sample": 20,
+                         "repeats": 3},
+            "bf16": "test", "floor_clock": "process CPU time", "flops": {"lean": 564e6, "sb3": 635e6},
+            "variants": {"lean": var("LeanSACUpdate, float32", "float32", 7.0 * lean_over, 7.0),
+                         "sb3": var("SB3's own SAC.train, float32", "float32", 14.0, 7.0)},
+            "load_before": [1, 1, 1], "load_after": [1, 1, 1]}
+
+
+def _synthetic(bf16: bool, plan: list[dict], sac_over: float = 1.4, mbpo: dict | None = None) -> dict:
+    reason = "CPU has avx512_bf16" if bf16 else "CPU has no avx512_bf16/amx_bf16"
+    return {
+        "machine": {"date_utc": "2030-01-01T00:00:00+00:00", "commit": "abc", "cpu_model": CPU, "cpu_count": 2,
+                    "cpu_flags": {"avx2": True, "avx512_bf16": bf16}, "torch": "2.x", "torch_threads": 1,
+                    "omp_wait_policy": "PASSIVE", "device": "cpu", "gpu": None,
+                    "bf16": {"fast": bf16, "reason": reason}},
+        "quick": True, "load_start": [1, 1, 1], "load_end": [1, 1, 1], "wall_s": 1.0, "threads": [1],
+        "plan": {"results": plan, "skipped": []}, "sac": _sac(sac_over),
+        "mbpo": mbpo or _mbpo(1.4, 0.2, 0.1),
+    }
+
+
+def _peer(plan_ms: dict[tuple[str, str], tuple[float, float]], same_run: bool = True) -> dict:
+    return {"peer": "mbrl-lib", "same_run": same_run, "machine": {"cpu_model": CPU, "torch_threads": 1},
+            "workloads": {
+                "plan": {"results": [{"env_dims": env, "rung": rung, "ms_per_action": {"median": w},
+                                      "process_cpu_ms_per_action": {"median": c}, "load_before": {"loadavg": [1, 1, 1]}}
+                                     for (env, rung), (w, c) in plan_ms.items()]},
+                "mbpo-step": {"amortised_ms_per_env_step": 2400.0, "ms_per_sac_update": 90.0,
+                              "window_process_cpu_ms_per_env_step": 2300.0, "settings": {"sac": "pranz24 SAC, 512"},
+                              "amortised_breakdown_ms_per_env_step": {"sac_updates": 1800.0, "model_rollouts": 17.0,
+                                                                       "model_retrain": 580.0, "env_step": 1.0,
+                                                                       "policy_act_and_buffer_add": 2.0,
+                                                                       "other_loop_overhead": 10.0}}}}
+
+
+HC = "HalfCheetah-v5"
+
+
+def test_targets_bf16_cpu_are_judged_on_the_bf16_rows_and_against_mbrl_lib() -> None:
+    plan = [_plan_row("64x5x10x3", "float32", 64, 100, 100, 40), _plan_row("64x5x10x3", "bf16", 64, 40, 40, 34),
+            _plan_row("100x5x30x3", "float32", 100, 240, 240, 150), _plan_row("100x5x30x3", "bf16", 100, 60, 60, 50)]
+    res = _synthetic(True, plan)
+    fast = _peer({(HC, "64x5x10x3"): (150.0, 150.0), (HC, "100x5x30x3"): (300.0, 300.0)})
+    rows = {t: (v, m) for t, v, m in speed.targets_summary(res, fast)}
+    value, met = rows[speed.T2]
+    assert met == "yes" and value.startswith("bf16 (the dtype used on this bf16 CPU), 2 rungs: ours / bf16 floor")
+    assert "mbrl-lib / ours 3.75–5.00× wall" in value and "float32 for reference" in value
+    assert "whether bf16 plans as well as float32" in value and "Bound" not in value
+    assert rows[speed.T1] == (f"mbrl-lib 0.2.0 measured in this invocation on this machine ({CPU}, 1 torch thread), "
+                              "right after ours: ratios printed", "yes")
+    # target 5: ms per action and CPU-minutes per 1,000 env steps (ms x 1000 / 60000), ours beside mbrl-lib's
+    v5, m5 = rows[speed.T5]
+    assert "ours float32: 240 ms wall, 240 ms CPU per action = **4.00 CPU-min per 1,000 env steps**" in v5
+    assert "ours bf16: 60.0 ms wall" in v5 and "**1.00 CPU-min" in v5
+    assert "mbrl-lib (float32): 300 ms wall, 300 ms CPU = 5.00 CPU-min per 1,000 env steps" in v5 and m5 == "reported"
+    # under 3x mbrl-lib at one rung: missed, with the bound that stops it (mbrl-lib over the bf16 floor)
+    slow = _peer({(HC, "64x5x10x3"): (80.0, 80.0), (HC, "100x5x30x3"): (300.0, 300.0)})
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(res, slow))[speed.T2]
+    assert met == "**no**" and "hc 64x5x10x3: mbrl-lib / bf16 floor = 2.35×: 3× is out of reach in this dtype" in value
+    # at 3x mbrl-lib but above 1.3x the bf16 floor: missed, and the non-matmul share is named
+    plan[1] = _plan_row("64x5x10x3", "bf16", 64, 40, 40, 20)
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(res, fast))[speed.T2]
+    assert met == "**no**" and "**Bound:** above 1.3× the bf16 floor at hc 64x5x10x3" in value
+    assert "50% of an action is not the network's matmuls" in value
+    # without mbrl-lib: the speed half is pending, never a ratio
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(_synthetic(True, plan[2:]), None))[speed.T2]
+    assert "mbrl-lib: mbrl-lib pending" in value and met == "pending"
+
+
+def test_targets_avx2_cpu_are_judged_on_float32_rows_with_200_rows_per_member() -> None:
+    plan = [_plan_row("64x5x10x3", "float32", 64, 100, 100, 40),  # 2.5x: outside the AVX2 target
+            _plan_row("100x10x15x5", "float32", 200, 500, 500, 400), _plan_row("350x20x15x5", "float32", 1400,
+                                                                              2400, 2400, 2000)]
+    res = _synthetic(False, plan)
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(res, None))[speed.T2]
+    assert met == "yes"
+    assert value.startswith("float32 (no bf16 matrix instructions), 2 rungs with ≥ 200 rows/member: ours / float32 "
+                            "floor 1.20–1.25×")
+    assert "below 200 rows/member (outside this target): 2.50×" in value and "plans as well" not in value
+    plan[1] = _plan_row("100x10x15x5", "float32", 200, 800, 800, 400)
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(res, None))[speed.T2]
+    assert met == "**no**" and "**Bound:** above 1.3× the float32 floor at hc 100x10x15x5" in value
+    # no rung with >= 200 rows per member: pending, not met
+    value, met = dict((t, (v, m)) for t, v, m in speed.targets_summary(_synthetic(False, plan[:1]), None))[speed.T2]
+    assert met == "pending" and "none measured" in value
+
+
+def test_targets_of_another_run_are_not_compared_and_sac_mbpo_bounds_are_printed() -> None:
+    plan = [_plan_row("100x5x30x3", "float32", 100, 240, 240, 150)]
+    res = _synthetic(False, plan, sac_over=1.8, mbpo=_mbpo(1.6, 0.3, 0.1))
+    other = _peer({(HC, "100x5x30x3"): (300.0, 300.0)}, same_run=False)
+    rows = {t: (v, m) for t, v, m in speed.targets_summary(res, other)}
+    assert rows[speed.T1][0].startswith("not compared: other run") and rows[speed.T1][1] == "yes"
+    assert "mbrl-lib: not compared: other run" in rows[speed.T5][0] and "mbrl-lib / ours" not in rows[speed.T5][0]
+    assert "3.0" not in rows[speed.T4_MIN][0].split("mbrl-lib")[-1]  # no mbrl-lib step or ratio from another run
+    v3, m3 = rows[speed.T3]
+    assert "LeanSACUpdate float32: 12.6 ms CPU (12.6 wall) per update = **1.80×** its float32 floor" in v3
+    assert "**Bound:** LeanSACUpdate float32 spends 5.60 ms per update outside the matmuls" in v3
+    assert m3 == "LeanSACUpdate float32: **no**; SB3's own train float32: **no**"
+    v4, m4 = rows[speed.T4_FLOOR]
+    assert "float32: **1.60×** (k=1" in v4
+    assert "**Bound:** float32: sac updates at 1.7× their floor (200 ms above it" in v4
+    assert m4 == "float32: **no**"
+    v4, m4 = rows[speed.T4_SHARE]
+    assert m4 == "float32: **no**"
+    assert "bounded by refit epochs on early data (first fit [50] epochs, warm refits [50, 41]" in v4
+    v4, _ = rows[speed.T4_MIN]
+    assert "float32: **10.9** (k=1)" in v4 and speed.GPU_ANCHOR in v4
+    # the model alone at its floor above 25%: out of reach at this SAC speed
+    res["mbpo"] = _mbpo(1.4, 0.4, 0.3)
+    rows = {t: (v, m) for t, v, m in speed.targets_summary(res, None)}
+    assert "so with these refit epochs ≤ 25% is out of reach even at the floor" in rows[speed.T4_SHARE][0]
+    assert rows[speed.T4_FLOOR][1] == "float32: yes"
+    # the same run and machine: mbrl-lib's step and SAC (a different one) are shown beside ours
+    same = _peer({(HC, "100x5x30x3"): (300.0, 300.0)})
+    rows = {t: (v, m) for t, v, m in speed.targets_summary(res, same)}
+    assert "mbrl-lib: 2400 ms wall per env step amortised" in rows[speed.T4_MIN][0]
+    assert "different SAC, no ratio): 90.0 ms wall per update" in rows[speed.T3][0]
+
+
+def test_report_from_synthetic_results_round_trips_through_from_json(tmp_path) -> None:
+    plan = [_plan_row("100x5x30x3", "float32", 100, 240, 240, 150), _plan_row("100x5x30x3", "bf16", 100, 60, 60, 50)]
+    res = _synthetic(True, plan)
+    res["threads"] = [1, 2]
+    res["peer"] = _peer({(HC, "100x5x30x3"): (300.0, 300.0)})
+    two = {"torch_threads": 2, "plan": {"results": [_plan_row("100x5x30x3", "float32", 100, 160, 300, 150)],
+                                        "skipped": []},
+           "sac": _sac(1.6), "peer": _peer({(HC, "100x5x30x3"): (200.0, 380.0)})}
+    res["by_threads"] = {"2": two}
+    out = tmp_path / "perf.md"
+    speed.write_report(res, out, gpu=None, peer=res["peer"])
+    text = out.read_text()
+    assert speed.read_results(out) == json.loads(json.dumps(res))
+    assert f"## Targets (issue 14) on this machine: {CPU}, 2 logical cores, bf16 matrix instructions" in text
+    assert "| target | measured, 1 torch thread | measured, 2 torch threads | met |" in text
+    assert "### 2 torch threads" in text and "PETS rung float32 per action 0.67×" in text
+    assert "SAC update (lean float32) 1.14×" in text
+    assert "| 7. GPU | pending: no GPU lent to this task" in text
+    out2 = tmp_path / "again.md"
+    assert speed.main(["--from-json", str(out), "--out", str(out2)]) == 0
+    assert out2.read_text() == text
+    # a report of an older run (no sac, no precisions, no MBPO floors, no threads list) still renders
+    old = _synthetic(False, [{k: v for k, v in plan[0].items() if k != "precision"}])
+    del old["sac"], old["threads"], old["mbpo"]["variants"], old["mbpo"]["floor_ms"]
+    speed.write_report(old, out, gpu=None, peer=None)
+    text = out.read_text()
+    assert f"| {speed.T3} | not measured in this run | pending |" in text
+    assert "not measured in this run (a report from before the step floor was measured)" in text
+    assert "Sections not measured in this run: Floor, Model training, SAC updates at Hopper-v5 dims." in text
+    assert "| HalfCheetah-v5 | 100x5x30x3 | float32 | 100 |" in text
