@@ -141,6 +141,43 @@ def test_state_hypergradient_is_finite_and_raises_u_where_the_model_is_too_wide(
     assert (after > before).float().mean() > 0.9
 
 
+def test_tempered_oracle_constant_u_with_a_state_dependent_entropy_weight_recovers_sigma_of_x():
+    """β = 1 of the tempering: U = λ/2 for every x (the mean is fitted with equal weights, as by MSE) and
+    λ(x) = λσ²(x): the optimum variance λ(x)/(2U) is still σ²(x), and the model reaches it."""
+    rm = StateFixedRewardMatrix(lambda inp: torch.full_like(inp[..., :1], LAM / 2), entropy_weight=LAM,
+                                entropy_scale_fn=lambda inp: sigma(inp[..., :1]) ** 2)
+    model, _, _ = _fit(PGObjective(rm, entropy_weight=LAM, estimator="pathwise", num_samples=4), epochs=100)
+    assert model_error(model) < 0.15
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_tempered_heuristic_keeps_the_optimum_variance_and_reweights_the_mean(beta):
+    """U(x) = (λ/2)σ̂^{2β-2}(x), λ(x) = λσ̂^{2β}(x): the optimum variance λ(x)/(2U(x)) is σ̂²(x) for every β, and
+    the closed-form objective's mean gradient is 2U(x)(y-μ)/(B·T), the mean's per-sample weight
+    U(x) = (λ/2)σ̂^{2(β-1)}(x): β-NLL's σ^{2(β-1)} with the heuristic's σ̂."""
+    rm = StateHeuristicRewardMatrix(LAM, beta=beta)
+    rm.setup(torch.randn(200, 2))
+    r, x = _residuals(0)
+    rm.observe_residuals(r, x)
+    var = torch.exp(rm.log_variance(x)).detach()
+    u = rm.diagonal_at(x)
+    scale = rm.entropy_scale_at(x)
+    w = torch.ones_like(u) if scale is None else scale
+    assert (scale is None) == (beta == 0.0)
+    torch.testing.assert_close(LAM * w / (2 * u), var)
+    torch.testing.assert_close(u, LAM / 2 * var ** (beta - 1))
+    mean = torch.zeros(1, 120, 2, requires_grad=True)
+    y = torch.randn(120, 2)
+    obj = PGObjective(rm, entropy_weight=LAM)
+    j = obj.analytic_objective(mean, torch.zeros(1, 120, 2), y, u_diag=u, entropy_scale=scale)
+    (grad,) = torch.autograd.grad(j, [mean])
+    torch.testing.assert_close(grad[0], 2 * u * (y - 0.0) / (120 * 2))  # dJ/dμ = 2U(x)(y-μ) / (B·T)
+    model, _, _ = _fit(PGObjective("state_inverse_cov", entropy_weight=LAM, beta=beta, estimator="pathwise",
+                                   num_samples=4), epochs=100) if beta == 1.0 else (None, None, None)
+    if model is not None:  # with the heuristic σ̂ on the known data, too
+        assert model_error(model) < 0.2
+
+
 # ---------------------------------------------------------------------------------------------- β-NLL
 def _pred(seed: int = 0):  # noqa: ANN202
     g = torch.Generator().manual_seed(seed)

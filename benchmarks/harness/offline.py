@@ -64,6 +64,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "beta_nll": ("beta_nll", {"beta": 0.5}),
     # state-dependent U(x) (issue 17): the heuristic (λ/2)/σ̂²(x), σ̂²(x) a net fitted to held-out residuals
     "pg-state-inverse_cov": ("pg", {"reward_matrix": "state_inverse_cov"}),
+    # tempered like β-NLL: the same optimum variance σ̂²(x), the mean's per-sample weight σ̂^{2(β-1)}(x)
+    "pg-state-inverse_cov-b0.5": ("pg", {"reward_matrix": "state_inverse_cov", "beta": 0.5}),
+    "pg-state-inverse_cov-b1": ("pg", {"reward_matrix": "state_inverse_cov", "beta": 1.0}),
     # a learned network U_ψ(x): from U = I, from the heuristic of the first residuals, and as a correction on it
     "pg-state-learned": ("pg", {"reward_matrix": "state_learned"}),
     "pg-state-learned-init-residual": ("pg", {"reward_matrix": "state_learned", "init": "residual"}),

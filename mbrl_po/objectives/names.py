@@ -15,7 +15,7 @@ REWARD_MATRIX_OPTIONS: dict[str, tuple[str, ...]] = {
     "learned": ("structure", "init", "base"),
     "fixed": ("init",),
     # state-dependent U(x) (mbrl_po.objectives.state_reward_matrix): the heuristic (λ/2)/σ̂²(x) and a learned U_ψ(x)
-    "state_inverse_cov": (),
+    "state_inverse_cov": ("beta",),
     "state_learned": ("init", "base"),
 }
 REWARD_MATRICES: tuple[str, ...] = tuple(REWARD_MATRIX_OPTIONS)

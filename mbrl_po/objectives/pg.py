@@ -77,8 +77,9 @@ class PGObjective:
         baseline: ``"loo"`` (leave-one-out mean of the other G-1 rewards: unbiased, our default) or ``"none"``
             (the paper's code). Score estimator only.
         clip_logprob: optional c > 0; the per-dim log-prob is clamped to [-c, c] (the authors' option).
-        covariance, structure, init, base: the reward matrix's options when ``reward_matrix`` is a name (None: not
-            given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U).
+        covariance, structure, init, base, beta: the reward matrix's options when ``reward_matrix`` is a name
+            (None: not given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U;
+            ``beta``: the tempering of ``state_inverse_cov``, the PG counterpart of β-NLL's β).
 
     Attributes:
         reward_matrix: the :class:`~mbrl_po.objectives.reward_matrix.RewardMatrix` in use.
@@ -100,6 +101,7 @@ class PGObjective:
         structure: str | None = None,
         init: float | torch.Tensor | str | None = None,
         base: str | None = None,
+        beta: float | None = None,
     ) -> None:
         if not (isinstance(entropy_weight, int | float) and entropy_weight > 0 and math.isfinite(entropy_weight)):
             raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")
@@ -117,7 +119,7 @@ class PGObjective:
             raise ValueError(f"clip_logprob: got {clip_logprob!r}, allowed None or a finite number > 0")
         if not _finite_positive(rbf_gamma):
             raise ValueError(f"rbf_gamma: got {rbf_gamma!r}, allowed a finite number > 0")
-        options = {"covariance": covariance, "structure": structure, "init": init, "base": base}
+        options = {"covariance": covariance, "structure": structure, "init": init, "base": base, "beta": beta}
         if isinstance(reward_matrix, str):
             reward_matrix = make_reward_matrix(reward_matrix, entropy_weight=entropy_weight, **options)
         elif not isinstance(reward_matrix, RewardMatrix):
@@ -189,10 +191,12 @@ class PGObjective:
         """Same as :meth:`loss` from (E, B, T) means/log-variances and (E, B, T) or (B, T) targets; a
         state-dependent U also needs the (E, B, I) or (B, I) normalised ``inputs``."""
         rm = self.reward_matrix
+        scale = None
         if rm.state_dependent:
             if inputs is None:
                 raise ValueError(f"inputs: reward_matrix={rm.kind!r} depends on x; pass the model's inputs")
             u = rm.diagonal_at(inputs).detach()
+            scale = rm.entropy_scale_at(inputs)
         else:
             u = rm.matrix().detach()
         diagonal = rm.is_diagonal()
@@ -200,7 +204,10 @@ class PGObjective:
         std = torch.exp(0.5 * logvar)
         g = self.num_samples
         eps = torch.randn((g, *mean.shape), generator=self.generator, device=mean.device, dtype=mean.dtype)
-        entropy = gaussian_entropy(logvar).sum(-1).mean(-1)  # (E,)
+        entropy_elem = gaussian_entropy(logvar)
+        if scale is not None:  # a per-sample λ(x) = λ w(x) (the tempered heuristic)
+            entropy_elem = entropy_elem * scale.detach()
+        entropy = entropy_elem.sum(-1).mean(-1)  # (E,)
         if self.estimator == "pathwise":
             y_hat = mean + std * eps
             r = self._transform(self._reward(y_hat - targets, u, diagonal))  # (G, E, B)
@@ -256,12 +263,13 @@ class PGObjective:
 
     def analytic_objective(
         self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None = None,
-        *, u_diag: torch.Tensor | None = None,
+        *, u_diag: torch.Tensor | None = None, entropy_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact J / T (no sampling), summed over members: used for the bilevel hypergradient.
 
         mean, logvar (E, B, T); targets (B, T) or (E, B, T); either ``u`` (T, T) or ``u_diag``, the per-sample
-        diagonal (B, T) or (E, B, T) of a state-dependent U(x). Returns a scalar.
+        diagonal (B, T) or (E, B, T) of a state-dependent U(x); ``entropy_scale`` an optional per-sample factor
+        w(x) on λ (:meth:`RewardMatrix.entropy_scale_at`). Returns a scalar.
         """
         dim = mean.shape[-1]
         if (u is None) == (u_diag is None):
@@ -270,5 +278,8 @@ class PGObjective:
             j = expected_reward_diagonal(mean, logvar, targets, u_diag).mean(-1)
         else:
             j = expected_reward(mean, logvar, targets, u).mean(-1)
-        j = j + self.entropy_weight * gaussian_entropy(logvar).sum(-1).mean(-1)
+        h = gaussian_entropy(logvar)
+        if entropy_scale is not None:
+            h = h * entropy_scale
+        j = j + self.entropy_weight * h.sum(-1).mean(-1)
         return (j / dim).sum()

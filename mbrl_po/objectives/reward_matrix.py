@@ -538,9 +538,9 @@ def legacy_state(
 def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -> RewardMatrix:
     """The reward matrix called ``name`` (one of ``REWARD_MATRICES``) with λ = ``entropy_weight``.
 
-    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``; None = not given): each name
-    takes those of ``REWARD_MATRIX_OPTIONS[name]`` (``fixed``: ``init`` is U) and any other one raises a
-    ValueError naming it; the type's constructor validates the values.
+    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``, ``beta``; None = not given):
+    each name takes those of ``REWARD_MATRIX_OPTIONS[name]`` (``fixed``: ``init`` is U) and any other one raises
+    a ValueError naming it; the type's constructor validates the values.
     """
     if name not in REWARD_MATRICES:
         raise ValueError(f"reward_matrix: got {name!r}, allowed {list(REWARD_MATRICES)}")
@@ -565,7 +565,7 @@ def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -
     if name == "state_inverse_cov":
         from mbrl_po.objectives.state_reward_matrix import StateHeuristicRewardMatrix
 
-        return StateHeuristicRewardMatrix(entropy_weight)
+        return StateHeuristicRewardMatrix(entropy_weight, **given)
     if name == "state_learned":
         from mbrl_po.objectives.state_reward_matrix import StateLearnedRewardMatrix
 

@@ -58,6 +58,12 @@ class RewardMatrix(ABC):
         d = self.matrix().diagonal()
         return d.expand(*inputs.shape[:-1], d.shape[0])
 
+    def entropy_scale_at(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """A per-sample, per-dim factor w(x) (..., T) on λ, or None (w = 1: the default). PG then maximises
+        Σ_t w_t(x)·(E[r_t] + λ H_t): the optimum variance λ w / (2 w U) = λ/(2U) is unchanged, but each sample
+        pulls on the mean with weight w(x) U(x) (the tempered heuristic, ``beta``, uses it)."""
+        return None
+
     @property
     @abstractmethod
     def ready(self) -> bool:

@@ -10,7 +10,8 @@ diagonal types, all in the model's normalised units and all functions of the mod
 * :class:`StateHeuristicRewardMatrix` (``state_inverse_cov``): U(x) = (λ/2) / σ̂²(x), with log σ̂²(x) a small
   network (:class:`VarianceNet`) fitted by Gaussian NLL to the held-out residuals ``y - μ̂(x)`` of the current
   (detached) mean after every held-out evaluation: the state-dependent version of ``inverse_cov`` with
-  ``covariance="residual"``. No gradient reaches the mean or the dynamics model from it.
+  ``covariance="residual"``. No gradient reaches the mean or the dynamics model from it. ``beta`` tempers it
+  as β-NLL tempers NLL (same optimum variance, the mean's per-sample weight σ̂^{2(β-1)}(x)).
 * :class:`StateLearnedRewardMatrix` (``state_learned``): U_ψ(x) from a small network ψ, learned by the bilevel
   solver (the implicit hypergradient of the held-out NLL, as for ``learned``). It starts constant (U = I or a
   given u·I), at the heuristic of the first held-out residuals (``init="residual"``), or with
@@ -100,6 +101,8 @@ class VarianceNet(nn.Module):
         init = center if init is None else init.detach().float().reshape(out_dim)
         self.register_buffer("max_logvar", torch.maximum(center + LOGVAR_ABOVE, init + 1.0))
         self.register_buffer("min_logvar", torch.minimum(center - LOGVAR_BELOW, init - 1.0))
+        # a per-dim shift of the log-variance before the bounds, set by calibrate() (not a trained weight)
+        self.register_buffer("offset", torch.zeros(out_dim))
         self.net = _mlp(in_dim, out_dim, self.hidden)
         self.set_constant(init)
 
@@ -115,9 +118,20 @@ class VarianceNet(nn.Module):
         raw = hi - torch.log(torch.expm1(hi - t))
         head.weight.zero_()
         head.bias.copy_(raw.to(head.bias.dtype))
+        self.offset.zero_()
+
+    @torch.no_grad()
+    def calibrate(self, inputs: torch.Tensor, sq_residuals: torch.Tensor, iterations: int = 3) -> None:
+        """Shift log σ²(x) per dim so that the mean of r²/σ²(x) over these rows is 1 (the NLL-optimal shift,
+        a fixed point of ``offset += log mean(r² e^{-s})``): T numbers, so all the rows can set them without
+        overfitting, and the net's overall scale follows the residuals even when its weights are kept."""
+        for _ in range(iterations):
+            s = self(inputs)
+            ratio = (sq_residuals * torch.exp(-s)).mean(0).clamp_min(1e-12)
+            self.offset.add_(torch.log(ratio).clamp(-5.0, 5.0))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        raw = self.net(inputs)
+        raw = self.net(inputs) + self.offset
         lv = self.max_logvar - nn.functional.softplus(self.max_logvar - raw)
         return self.min_logvar + nn.functional.softplus(lv - self.min_logvar)
 
@@ -153,8 +167,11 @@ def fit_log_variance(
     NLL on a fixed random ``val_fraction`` of the rows (checked every ``check_every`` steps, and before the first:
     a warm-started net that the new residuals do not improve stays as it was).
 
+    Afterwards the per-dim scale is calibrated on all the rows (:meth:`VarianceNet.calibrate`).
+
     Returns:
-        The kept weights' validation NLL per element (the fit NLL when there are too few rows to hold any out).
+        The kept weights' validation NLL per element before the calibration (the fit NLL when there are too few
+        rows to hold any out).
     """
     n = inputs.shape[0]
     x = inputs.detach().float()
@@ -184,6 +201,7 @@ def fit_log_variance(
                 if v < best:
                     best, best_state = v, copy.deepcopy(net.state_dict())
     net.load_state_dict(best_state)
+    net.calibrate(x, sq)
     return best
 
 
@@ -212,15 +230,21 @@ class StateFixedRewardMatrix(RewardMatrix):
     Args:
         fn: maps (..., I) normalised inputs to the (..., T) positive diagonal of U(x).
         entropy_weight: the λ ``fn`` was scaled with, if any (None: not checked against the objective's).
+        entropy_scale_fn: optional, maps the inputs to a (..., T) positive factor w(x) on λ
+            (:meth:`RewardMatrix.entropy_scale_at`).
     """
 
     kind = "state_fixed"
     state_dependent = True
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], entropy_weight: float | None = None) -> None:
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], entropy_weight: float | None = None,
+                 entropy_scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if not callable(fn):
             raise ValueError(f"fn: got {fn!r}, allowed a function of the (..., I) inputs")
+        if entropy_scale_fn is not None and not callable(entropy_scale_fn):
+            raise ValueError(f"entropy_scale_fn: got {entropy_scale_fn!r}, allowed None or a function of the inputs")
         self.fn = fn
+        self.entropy_scale_fn = entropy_scale_fn
         self.entropy_weight = None if entropy_weight is None else _check_lambda(entropy_weight)
         self._dim: int | None = None
         self._ref: torch.Tensor | None = None
@@ -242,6 +266,9 @@ class StateFixedRewardMatrix(RewardMatrix):
             raise ValueError(f"fn: returned shape {tuple(u.shape)} for inputs {tuple(inputs.shape)}, expected "
                              f"(..., T) with T = {self._dim}")
         return u
+
+    def entropy_scale_at(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        return None if self.entropy_scale_fn is None else self.entropy_scale_fn(inputs)
 
     def matrix(self) -> torch.Tensor:
         raise ValueError("reward_matrix: U depends on x here; use diagonal_at(inputs)")
@@ -275,8 +302,16 @@ class StateHeuristicRewardMatrix(RewardMatrix):
     keeps the weights with the lowest NLL on a fixed ``val_fraction`` of them, so that a net fitted again after
     every epoch on the same ~10³ rows does not learn their noise.
 
+    **Tempering** (``beta`` = β in [0, 1], the PG counterpart of β-NLL): U(x) = (λ/2) σ̂^{2β-2}(x) with the
+    entropy weight λ σ̂^{2β}(x) per sample and dim (:meth:`entropy_scale_at`), i.e. the PG objective of each
+    sample multiplied by w(x) = sg(σ̂^{2β}(x)). The optimum variance is still σ̂²(x) (λw / (2wU) = λ/(2U)), while
+    the mean's gradient weight becomes w·U ∝ σ̂^{2(β-1)}(x): β = 0 is the plain heuristic (the NLL-like weight
+    1/σ̂²), β = 1 a constant U = λ/2 with a state-dependent entropy weight (every sample pulls on the mean
+    equally, as in MSE), exactly β-NLL's interpolation with the model's σ replaced by the heuristic's σ̂.
+
     Args:
         entropy_weight: λ (> 0).
+        beta: the tempering β in [0, 1] (0: none).
         hidden: the variance net's hidden widths.
         fit_steps, first_fit_steps: Adam steps per fit.
         lr, weight_decay: of the variance net's Adam.
@@ -290,6 +325,7 @@ class StateHeuristicRewardMatrix(RewardMatrix):
     def __init__(
         self,
         entropy_weight: float = 1.0,
+        beta: float = 0.0,
         hidden: Sequence[int] = (64, 64),
         fit_steps: int = 50,
         first_fit_steps: int = 200,
@@ -299,6 +335,10 @@ class StateHeuristicRewardMatrix(RewardMatrix):
         seed: int = 0,
     ) -> None:
         self.entropy_weight = _check_lambda(entropy_weight)
+        ok = isinstance(beta, int | float) and not isinstance(beta, bool) and math.isfinite(beta)
+        if not (ok and 0.0 <= beta <= 1.0):
+            raise ValueError(f"beta: got {beta!r} for reward_matrix='state_inverse_cov', allowed a number in [0, 1]")
+        self.beta = float(beta)
         self.hidden = _check_hidden(hidden)
         self.fit_steps = _check_positive("fit_steps", fit_steps, integer=True, allow_zero=True)
         self.first_fit_steps = _check_positive("first_fit_steps", first_fit_steps, integer=True, allow_zero=True)
@@ -377,9 +417,16 @@ class StateHeuristicRewardMatrix(RewardMatrix):
         return self.net(inputs)
 
     def diagonal_at(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(λ/2) / σ̂²(x), (..., I) -> (..., T), without gradient."""
+        """(λ/2) / σ̂²(x) (tempered: (λ/2) σ̂^{2β-2}(x)), (..., I) -> (..., T), without gradient."""
         with torch.no_grad():
-            return 0.5 * self.entropy_weight * torch.exp(-self.log_variance(inputs))
+            return 0.5 * self.entropy_weight * torch.exp((self.beta - 1.0) * self.log_variance(inputs))
+
+    def entropy_scale_at(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """σ̂^{2β}(x), (..., T), with tempering (β > 0); None without."""
+        if self.beta == 0.0:
+            return None
+        with torch.no_grad():
+            return torch.exp(self.beta * self.log_variance(inputs))
 
     def matrix(self) -> torch.Tensor:
         raise ValueError(f"reward_matrix: {self.kind!r} depends on x; use diagonal_at(inputs)")
@@ -577,6 +624,10 @@ class StateLearnedRewardMatrix(RewardMatrix):
         assert self.heuristic is not None
         b = self.correction_bound
         return self.heuristic.diagonal_at(inputs) * torch.exp(b * torch.tanh(psi(inputs) / b))
+
+    def entropy_scale_at(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """The base heuristic's (a tempered one's σ̂^{2β}(x)); None without a base."""
+        return None if self.base is None or self.heuristic is None else self.heuristic.entropy_scale_at(inputs)
 
     def matrix(self) -> torch.Tensor:
         raise ValueError(f"reward_matrix: {self.kind!r} depends on x; use diagonal_at(inputs)")

@@ -170,7 +170,9 @@ class BilevelSolver:
 
             mi, li = model(xi)
             if rm.state_dependent:
-                inner_loss = -self.objective.analytic_objective(mi, li, yi, u_diag=rm.diagonal_at(xi))
+                scale = rm.entropy_scale_at(xi)
+                inner_loss = -self.objective.analytic_objective(
+                    mi, li, yi, u_diag=rm.diagonal_at(xi), entropy_scale=None if scale is None else scale.detach())
             else:
                 inner_loss = -self.objective.analytic_objective(mi, li, yi, rm.matrix())
             g_in = torch.autograd.grad(inner_loss, params, create_graph=True, allow_unused=True)
