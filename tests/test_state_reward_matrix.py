@@ -315,6 +315,13 @@ def test_names_config_and_errors():
         assert cfg.schema_version() == (2 if len(overrides) > 1 else 1)  # no field beyond schema 2's
     assert load_agent_config("pets", "inverted_pendulum", {"objective": {"name": "beta_nll",
                                                                          "options": {"beta": 1}}}).objective
+    tempered = load_agent_config("pets", "inverted_pendulum", {"objective": {
+        "name": "pg", "reward_matrix": "state_inverse_cov", "estimator": "pathwise", "options": {"beta": 0.5}}})
+    rm = make_objective("pg", **tempered.objective.objective_kwargs()).reward_matrix
+    assert isinstance(rm, StateHeuristicRewardMatrix) and rm.beta == 0.5
+    with pytest.raises(ValueError, match="objective.options.beta: got 0.5 for reward_matrix='inverse_cov'"):
+        load_agent_config("pets", "inverted_pendulum", {"objective": {
+            "name": "pg", "reward_matrix": "inverse_cov", "options": {"beta": 0.5}}})
     with pytest.raises(ValueError, match="objective.options.beta: got 2"):
         load_agent_config("pets", "inverted_pendulum", {"objective": {"name": "beta_nll", "options": {"beta": 2}}})
     with pytest.raises(ValueError, match="structure: got 'diag' for reward_matrix='state_inverse_cov'"):
