@@ -18,7 +18,7 @@ import pytest
 from benchmarks.harness.online import Sweep, read_csv
 from benchmarks.harness.suites import load_suite
 from mbrl_po.agents.common import RunDir
-from mbrl_po.agents.mbpo import SAC
+from mbrl_po.agents.mbpo import SACAgent
 from mbrl_po.config import load_agent_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 
@@ -123,7 +123,7 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing_already_committed(t
         "device": "cpu", "steps": 120, "sac": {"batch_size": 16, "net_arch": [16, 16]},
         "loop": {"init_steps": 30, "eval_every": 40, "checkpoint_every": 1}})
     full = RunDir.create(tmp_path, cfg, "full")
-    SAC(cfg, full, progress=False).train()
+    SACAgent(cfg, full, progress=False).train()
 
     run = RunDir.create(tmp_path, cfg, "disk")
     saves = {"n": 0}
@@ -139,11 +139,11 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing_already_committed(t
 
     monkeypatch.setattr(ReplayBuffer, "save", save_until_full)
     with pytest.raises(OSError, match="No space left"):
-        SAC(cfg, run, progress=False).train()
+        SACAgent(cfg, run, progress=False).train()
     monkeypatch.setattr(ReplayBuffer, "save", original)
     committed = run.load_checkpoint()
     assert committed is not None and 0 < committed["step"] < 120  # the checkpoint before the failed write
-    resumed = SAC.resume(run, progress=False)
+    resumed = SACAgent.resume(run, progress=False)
     assert resumed.step == committed["step"]
     resumed.train()
 
