@@ -50,6 +50,7 @@ from mbrl_po.objectives import OBJECTIVES as _OBJECTIVES
 from mbrl_po.objectives import make_objective, objective_options
 from mbrl_po.objectives.names import (
     COVARIANCES,
+    LEARNED,
     LEARNED_BASES,
     LEARNED_INITS,
     NEEDS_A_MATRIX,
@@ -225,8 +226,8 @@ class ObjectiveSection:
     bilevel_method: str = "implicit"
     bilevel_lr: float = 0.05
     bilevel_iterations: int = 5
-    # where a learned U starts: "identity" (U = I) or "residual" (the heuristic of the untrained model's
-    # residuals; see docs/offline.md, "The u landscape")
+    # where a learned U (``learned`` or ``state_learned``) starts: "identity" (U = I) or "residual" (the
+    # heuristic of the untrained model's residuals; see docs/offline.md, "The u landscape")
     learned_init: str = "identity"  # schema 2
     # "residual": the learned U is a correction on the residual heuristic, U = U_res · exp(φ) (scalar/diag)
     learned_base: str = ""  # schema 2
@@ -249,19 +250,19 @@ class ObjectiveSection:
         _choice("objective.structure", self.structure, ("", *STRUCTURES))
         _choice("objective.bilevel_method", self.bilevel_method, BILEVEL_METHODS)
         _choice("objective.learned_init", self.learned_init, ("identity", *LEARNED_INITS))
-        if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix != "learned":
+        if self.name == "pg" and self.learned_init != "identity" and self.reward_matrix not in LEARNED:
             raise ValueError(f"objective.learned_init: got {self.learned_init!r} with reward_matrix="
-                             f"{self.reward_matrix!r}; it applies to reward_matrix='learned' only")
+                             f"{self.reward_matrix!r}; it applies to reward_matrix in {list(LEARNED)} only")
         _choice("objective.learned_base", self.learned_base, ("", *LEARNED_BASES))
         if self.name == "pg" and self.estimator == "score" and self.baseline == "loo" and self.num_samples < 2:
             raise ValueError(f"objective.num_samples: got {self.num_samples!r}, allowed an integer >= 2 with the "
                              f"score estimator's 'loo' baseline (or set objective.baseline='none')")
         if self.name == "pg" and self.learned_base:
-            if self.reward_matrix != "learned" or self.structure == "full" or self.learned_init != "identity":
+            if self.reward_matrix not in LEARNED or self.structure == "full" or self.learned_init != "identity":
                 raise ValueError(f"objective.learned_base: got {self.learned_base!r} with reward_matrix="
                                  f"{self.reward_matrix!r}, structure={self.structure!r}, learned_init="
-                                 f"{self.learned_init!r}; it needs reward_matrix='learned', a scalar or diag "
-                                 f"structure and learned_init='identity'")
+                                 f"{self.learned_init!r}; it needs reward_matrix in {list(LEARNED)}, a scalar "
+                                 f"or diag structure and learned_init='identity'")
         self._check_options()
 
     def _mapped(self) -> dict[str, str]:
@@ -283,9 +284,9 @@ class ObjectiveSection:
                        covariance=self.covariance if "covariance" in REWARD_MATRIX_OPTIONS[self.reward_matrix]
                        else None,
                        structure=self.structure or None)
-            if self.reward_matrix == "learned" and self.learned_init == "residual":
+            if self.reward_matrix in LEARNED and self.learned_init == "residual":
                 out["init"] = "residual"
-            if self.reward_matrix == "learned" and self.learned_base:
+            if self.reward_matrix in LEARNED and self.learned_base:
                 out["base"] = self.learned_base
         return {**out, **self.options}
 

@@ -46,7 +46,8 @@ def test_cli_reports_bad_keys_with_choices(capsys):
     err = capsys.readouterr().err
     assert "planner.optimiser: unknown key" in err and "did you mean 'optimizer'" in err
     assert main(["show-config", "--agent", "pets", "--objective", "pg", "--reward-matrix", "inverse-cov"]) == 2
-    assert "allowed ['identity', 'scaled', 'inverse_cov', 'learned']" in capsys.readouterr().err
+    assert ("allowed ['identity', 'scaled', 'inverse_cov', 'learned', 'state_inverse_cov', 'state_learned']"
+            in capsys.readouterr().err)
     assert main(["show-config", "--agent", "pets", "--env", "hopper", "--set", "planner.horizon=9"]) == 0
     assert "horizon = 9" in capsys.readouterr().out
 
@@ -65,7 +66,7 @@ def test_learned_init_is_validated_reaches_the_trainer_and_keeps_old_ids():
     assert trainer.objective.reward_matrix.init == "residual" and trainer.bilevel is not None
     with pytest.raises(ValueError, match=r"objective.learned_init: got 'marginal', allowed \['identity', 'residual'\]"):
         load_agent_config("pets", "inverted_pendulum", overrides={"objective": {"learned_init": "marginal"}})
-    with pytest.raises(ValueError, match="applies to reward_matrix='learned' only"):
+    with pytest.raises(ValueError, match=r"applies to reward_matrix in \['learned', 'state_learned'\] only"):
         load_agent_config("pets", "inverted_pendulum", overrides={"objective": {
             "name": "pg", "reward_matrix": "inverse_cov", "learned_init": "residual"}})
 

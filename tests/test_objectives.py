@@ -258,7 +258,7 @@ def test_named_init_errors():
     with pytest.raises(ValueError, match="init: got 'residual' for reward_matrix='fixed'"):
         make_reward_matrix("fixed", 1.0, init="residual")
     with pytest.raises(ValueError, match=r"init: got 'residual' for reward_matrix='scaled', allowed only with "
-                                         r"reward_matrix in \['learned', 'fixed'\]"):
+                                         r"reward_matrix in \['learned', 'fixed', 'state_learned'\]"):
         make_objective("pg", reward_matrix="scaled", init="residual")
 
 

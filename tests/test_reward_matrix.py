@@ -20,6 +20,8 @@ from mbrl_po.objectives import (
     MSEObjective,
     NLLObjective,
     PGObjective,
+    StateHeuristicRewardMatrix,
+    StateLearnedRewardMatrix,
     make_objective,
     make_reward_matrix,
 )
@@ -201,14 +203,16 @@ def test_bad_options_raise_naming_the_field(build, message):
 
 def test_the_names_are_declared_once_and_map_to_their_types():
     assert REWARD_MATRICES == tuple(REWARD_MATRIX_OPTIONS) == ("identity", "scaled", "inverse_cov", "learned",
-                                                              "fixed")
+                                                              "fixed", "state_inverse_cov", "state_learned")
     assert REWARD_MATRIX_NAMES == tuple(n for n in REWARD_MATRICES if n not in NEEDS_A_MATRIX)  # the config's
     assert "fixed" not in REWARD_MATRIX_NAMES
     valid = {"covariance": "marginal", "structure": "full", "init": SPD, "base": None}
     expected = {"identity": FixedRewardMatrix, "fixed": FixedRewardMatrix, "scaled": HeuristicRewardMatrix,
-                "inverse_cov": HeuristicRewardMatrix, "learned": LearnedRewardMatrix}
+                "inverse_cov": HeuristicRewardMatrix, "learned": LearnedRewardMatrix,
+                "state_inverse_cov": StateHeuristicRewardMatrix, "state_learned": StateLearnedRewardMatrix}
     for name, takes in REWARD_MATRIX_OPTIONS.items():
-        opts = {k: valid[k] for k in takes if not (name == "scaled" and k == "structure")}
+        opts = {k: (0.5 if name == "state_learned" and k == "init" else valid[k]) for k in takes
+                if not (name == "scaled" and k == "structure")}
         rm = make_reward_matrix(name, 1.0, **opts)  # every listed option is one the type takes
         assert type(rm) is expected[name] and rm.kind == name
         assert make_objective("pg", reward_matrix=name, **opts).reward_matrix.kind == name

@@ -60,10 +60,23 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # a learned correction on the residual heuristics: U = U_res · exp(φ), scalar (on scaled) and diag (on inverse_cov)
     "pg-learned-on-residual": ("pg", {"reward_matrix": "learned", "base": "residual"}),
     "pg-learned-diag-on-residual": ("pg", {"reward_matrix": "learned", "structure": "diag", "base": "residual"}),
+    # β-NLL (Seitzer et al. 2022) at the paper's β = 0.5; other β: ``beta_nll-<β>``
+    "beta_nll": ("beta_nll", {"beta": 0.5}),
+    # state-dependent U(x) (issue 17): the heuristic (λ/2)/σ̂²(x), σ̂²(x) a net fitted to held-out residuals
+    "pg-state-inverse_cov": ("pg", {"reward_matrix": "state_inverse_cov"}),
+    # tempered like β-NLL: the same optimum variance σ̂²(x), the mean's per-sample weight σ̂^{2(β-1)}(x)
+    "pg-state-inverse_cov-b0.5": ("pg", {"reward_matrix": "state_inverse_cov", "beta": 0.5}),
+    "pg-state-inverse_cov-b1": ("pg", {"reward_matrix": "state_inverse_cov", "beta": 1.0}),
+    # a learned network U_ψ(x): from U = I, from the heuristic of the first residuals, and as a correction on it
+    "pg-state-learned": ("pg", {"reward_matrix": "state_learned"}),
+    "pg-state-learned-init-residual": ("pg", {"reward_matrix": "state_learned", "init": "residual"}),
+    "pg-state-learned-on-residual": ("pg", {"reward_matrix": "state_learned", "base": "residual"}),
 }
 #: prefix of the fixed-scalar-U variants ``pg-fixed-<u>`` (U = u·I held constant, e.g. ``pg-fixed-0.08``), the
 #: points of the likelihood landscape over u (:mod:`benchmarks.harness.u_landscape`).
 FIXED_PREFIX = "pg-fixed-"
+#: prefix of the β-NLL variants ``beta_nll-<β>`` (β in [0, 1], e.g. ``beta_nll-1``)
+BETA_PREFIX = "beta_nll-"
 SETTINGS = ("ours", "authors")
 
 
@@ -90,7 +103,15 @@ def variant_spec(variant: str) -> tuple[str, dict[str, Any]]:
             u = math.nan
         if math.isfinite(u) and u > 0:
             return "pg", {"reward_matrix": "fixed", "init": u}
-    raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)} or '{FIXED_PREFIX}<u>' with u > 0")
+    if isinstance(variant, str) and variant.startswith(BETA_PREFIX):
+        try:
+            beta = float(variant[len(BETA_PREFIX):])
+        except ValueError:
+            beta = math.nan
+        if 0.0 <= beta <= 1.0:
+            return "beta_nll", {"beta": beta}
+    raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)}, '{FIXED_PREFIX}<u>' with u > 0 or "
+                     f"'{BETA_PREFIX}<β>' with β in [0, 1]")
 
 #: per-setting defaults of the fields of :class:`OfflineConfig` that are None by default.
 SETTING_DEFAULTS: dict[str, dict[str, Any]] = {

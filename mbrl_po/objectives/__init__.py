@@ -1,8 +1,9 @@
 """Dynamics objectives: the axis under study, kept outside the model.
 
-``make_objective("nll" | "mse" | "pg", **options)`` builds one; each has ``loss(model, batch) -> (loss, metrics)``
-and ``state_dict()`` / ``load_state_dict()``. The PG objective's reward matrix U is one of the types of
-:mod:`mbrl_po.objectives.reward_matrix` (``make_reward_matrix(name, **options)``).
+``make_objective("nll" | "mse" | "pg" | "beta_nll", **options)`` builds one; each has
+``loss(model, batch) -> (loss, metrics)`` and ``state_dict()`` / ``load_state_dict()``. The PG objective's
+reward matrix U is one of the types of :mod:`mbrl_po.objectives.reward_matrix` and
+:mod:`mbrl_po.objectives.state_reward_matrix` (``make_reward_matrix(name, **options)``).
 
 The names below load on first use (PEP 562), so :mod:`mbrl_po.objectives.names` can be imported without torch.
 """
@@ -20,15 +21,21 @@ _EXPORTS = {
     "Objective": "mbrl_po.objectives.base",
     "gaussian_entropy": "mbrl_po.objectives.base",
     "gaussian_nll": "mbrl_po.objectives.base",
+    "BetaNLLObjective": "mbrl_po.objectives.mle",
     "MSEObjective": "mbrl_po.objectives.mle",
     "NLLObjective": "mbrl_po.objectives.mle",
     "PGObjective": "mbrl_po.objectives.pg",
     "expected_reward": "mbrl_po.objectives.pg",
+    "expected_reward_diagonal": "mbrl_po.objectives.pg",
     "mahalanobis_reward": "mbrl_po.objectives.pg",
     "FixedRewardMatrix": "mbrl_po.objectives.reward_matrix",
     "HeuristicRewardMatrix": "mbrl_po.objectives.reward_matrix",
     "LearnedRewardMatrix": "mbrl_po.objectives.reward_matrix",
     "PDMatrix": "mbrl_po.objectives.reward_matrix",
+    "StateFixedRewardMatrix": "mbrl_po.objectives.state_reward_matrix",
+    "StateHeuristicRewardMatrix": "mbrl_po.objectives.state_reward_matrix",
+    "StateLearnedRewardMatrix": "mbrl_po.objectives.state_reward_matrix",
+    "VarianceNet": "mbrl_po.objectives.state_reward_matrix",
     "RewardMatrix": "mbrl_po.objectives.reward_matrix",
     "check_positive_definite": "mbrl_po.objectives.reward_matrix",
     "make_reward_matrix": "mbrl_po.objectives.reward_matrix",
@@ -36,8 +43,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from mbrl_po.objectives.base import Objective, gaussian_entropy, gaussian_nll
-    from mbrl_po.objectives.mle import MSEObjective, NLLObjective
-    from mbrl_po.objectives.pg import PGObjective, expected_reward, mahalanobis_reward
+    from mbrl_po.objectives.mle import BetaNLLObjective, MSEObjective, NLLObjective
+    from mbrl_po.objectives.pg import PGObjective, expected_reward, expected_reward_diagonal, mahalanobis_reward
     from mbrl_po.objectives.reward_matrix import (
         FixedRewardMatrix,
         HeuristicRewardMatrix,
@@ -47,13 +54,19 @@ if TYPE_CHECKING:
         check_positive_definite,
         make_reward_matrix,
     )
+    from mbrl_po.objectives.state_reward_matrix import (
+        StateFixedRewardMatrix,
+        StateHeuristicRewardMatrix,
+        StateLearnedRewardMatrix,
+        VarianceNet,
+    )
 
 
 def _objectives() -> dict[str, type]:
-    from mbrl_po.objectives.mle import MSEObjective, NLLObjective
+    from mbrl_po.objectives.mle import BetaNLLObjective, MSEObjective, NLLObjective
     from mbrl_po.objectives.pg import PGObjective
 
-    return {"nll": NLLObjective, "mse": MSEObjective, "pg": PGObjective}
+    return {"nll": NLLObjective, "mse": MSEObjective, "pg": PGObjective, "beta_nll": BetaNLLObjective}
 
 
 def __getattr__(name: str) -> Any:
@@ -92,6 +105,7 @@ def make_objective(name: str, **options: Any) -> Objective:
 __all__ = [
     "OBJECTIVES",
     "REWARD_MATRICES",
+    "BetaNLLObjective",
     "FixedRewardMatrix",
     "HeuristicRewardMatrix",
     "LearnedRewardMatrix",
@@ -101,8 +115,13 @@ __all__ = [
     "PDMatrix",
     "PGObjective",
     "RewardMatrix",
+    "StateFixedRewardMatrix",
+    "StateHeuristicRewardMatrix",
+    "StateLearnedRewardMatrix",
+    "VarianceNet",
     "check_positive_definite",
     "expected_reward",
+    "expected_reward_diagonal",
     "gaussian_entropy",
     "gaussian_nll",
     "mahalanobis_reward",

@@ -40,8 +40,10 @@ class Objective(Protocol):
         """Called once per ``fit`` with the (B, T) normalised training targets."""
         ...
 
-    def observe_holdout(self, mean: torch.Tensor, targets: torch.Tensor) -> None:
-        """Called after each held-out evaluation with (E, B, T) predicted means and (B, T) targets."""
+    def observe_holdout(self, mean: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Called after each held-out evaluation with (E, B, T) predicted means, (B, T) targets and the (B, I)
+        normalised inputs (a state-dependent U(x) is fitted to them). The trainer passes ``inputs`` only to an
+        objective whose ``observe_holdout`` takes that keyword, so objectives written before it still work."""
         ...
 
     def extra_metrics(self) -> dict[str, float]:

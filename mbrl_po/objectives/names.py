@@ -14,12 +14,19 @@ REWARD_MATRIX_OPTIONS: dict[str, tuple[str, ...]] = {
     "inverse_cov": ("covariance", "structure"),
     "learned": ("structure", "init", "base"),
     "fixed": ("init",),
+    # state-dependent U(x) (mbrl_po.objectives.state_reward_matrix): the heuristic (λ/2)/σ̂²(x) and a learned U_ψ(x)
+    "state_inverse_cov": ("beta",),
+    "state_learned": ("init", "base"),
 }
 REWARD_MATRICES: tuple[str, ...] = tuple(REWARD_MATRIX_OPTIONS)
 #: names whose U must be given as a value (``fixed``: ``init`` is U), so they cannot be chosen by name alone
 NEEDS_A_MATRIX: tuple[str, ...] = ("fixed",)
 #: heuristic U: Σ̂ estimated from the data
 HEURISTICS: tuple[str, ...] = ("scaled", "inverse_cov")
+#: U depends on the input x (a function U(x), diagonal)
+STATE_DEPENDENT: tuple[str, ...] = ("state_inverse_cov", "state_learned")
+#: U is learned by the bilevel solver
+LEARNED: tuple[str, ...] = ("learned", "state_learned")
 #: where Σ̂ comes from
 COVARIANCES: tuple[str, ...] = ("residual", "marginal")
 #: parameterisations of a learned U (and ``inverse_cov``'s "diag"/"full")

@@ -47,6 +47,17 @@ def expected_reward(
     return -((d @ u) * d).sum(-1) - (torch.exp(logvar) * u.diagonal()).sum(-1)
 
 
+def expected_reward_diagonal(
+    mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, u_diag: torch.Tensor
+) -> torch.Tensor:
+    """Closed form of E[r_U] for a per-sample diagonal U(x): -Σ_t U_t(x) ((μ_t-y_t)² + σ_t²).
+
+    mean, logvar (E, B, T); targets (B, T) or (E, B, T); u_diag (B, T) or (E, B, T). Returns (E, B).
+    """
+    d = mean - targets
+    return -(u_diag * (d * d + torch.exp(logvar))).sum(-1)
+
+
 def _finite_positive(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
@@ -66,8 +77,9 @@ class PGObjective:
         baseline: ``"loo"`` (leave-one-out mean of the other G-1 rewards: unbiased, our default) or ``"none"``
             (the paper's code). Score estimator only.
         clip_logprob: optional c > 0; the per-dim log-prob is clamped to [-c, c] (the authors' option).
-        covariance, structure, init, base: the reward matrix's options when ``reward_matrix`` is a name (None: not
-            given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U).
+        covariance, structure, init, base, beta: the reward matrix's options when ``reward_matrix`` is a name
+            (None: not given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U;
+            ``beta``: the tempering of ``state_inverse_cov``, the PG counterpart of β-NLL's β).
 
     Attributes:
         reward_matrix: the :class:`~mbrl_po.objectives.reward_matrix.RewardMatrix` in use.
@@ -89,6 +101,7 @@ class PGObjective:
         structure: str | None = None,
         init: float | torch.Tensor | str | None = None,
         base: str | None = None,
+        beta: float | None = None,
     ) -> None:
         if not (isinstance(entropy_weight, int | float) and entropy_weight > 0 and math.isfinite(entropy_weight)):
             raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")
@@ -106,7 +119,7 @@ class PGObjective:
             raise ValueError(f"clip_logprob: got {clip_logprob!r}, allowed None or a finite number > 0")
         if not _finite_positive(rbf_gamma):
             raise ValueError(f"rbf_gamma: got {rbf_gamma!r}, allowed a finite number > 0")
-        options = {"covariance": covariance, "structure": structure, "init": init, "base": base}
+        options = {"covariance": covariance, "structure": structure, "init": init, "base": base, "beta": beta}
         if isinstance(reward_matrix, str):
             reward_matrix = make_reward_matrix(reward_matrix, entropy_weight=entropy_weight, **options)
         elif not isinstance(reward_matrix, RewardMatrix):
@@ -136,8 +149,12 @@ class PGObjective:
     def setup(self, model: torch.nn.Module, train_targets: torch.Tensor) -> None:
         self.reward_matrix.setup(train_targets)
 
-    def observe_holdout(self, mean: torch.Tensor, targets: torch.Tensor) -> None:
-        self.reward_matrix.observe_residuals(targets - mean)
+    def observe_holdout(self, mean: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Show the reward matrix the held-out residuals (and, to a state-dependent U, their inputs)."""
+        if self.reward_matrix.state_dependent:
+            self.reward_matrix.observe_residuals(targets - mean, inputs=inputs)
+        else:
+            self.reward_matrix.observe_residuals(targets - mean)
 
     def extra_metrics(self) -> dict[str, float]:
         return self.reward_matrix.describe()
@@ -160,27 +177,45 @@ class PGObjective:
     def loss(self, model: torch.nn.Module, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Negative of J / T, summed over members. batch.inputs (E, B, I), batch.targets (E, B, T)."""
         mean, logvar = model(batch.inputs)
-        return self.loss_from_prediction(mean, logvar, batch.targets)
+        return self.loss_from_prediction(mean, logvar, batch.targets, inputs=batch.inputs)
+
+    def _reward(self, diff: torch.Tensor, u: torch.Tensor, diagonal: bool) -> torch.Tensor:
+        """r_U of (G, E, B, T) differences: a (T, T) U, or the per-sample diagonal (E, B, T) / (B, T) of U(x)."""
+        if u.ndim == 2 and not self.reward_matrix.state_dependent:
+            return mahalanobis_reward(diff, u, diagonal)
+        return -(diff * diff * u).sum(-1)
 
     def loss_from_prediction(
-        self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor
+        self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Same as :meth:`loss` from (E, B, T) means/log-variances and (E, B, T) or (B, T) targets."""
-        u = self.reward_matrix.matrix().detach()
-        diagonal = self.reward_matrix.is_diagonal()
+        """Same as :meth:`loss` from (E, B, T) means/log-variances and (E, B, T) or (B, T) targets; a
+        state-dependent U also needs the (E, B, I) or (B, I) normalised ``inputs``."""
+        rm = self.reward_matrix
+        scale = None
+        if rm.state_dependent:
+            if inputs is None:
+                raise ValueError(f"inputs: reward_matrix={rm.kind!r} depends on x; pass the model's inputs")
+            u = rm.diagonal_at(inputs).detach()
+            scale = rm.entropy_scale_at(inputs)
+        else:
+            u = rm.matrix().detach()
+        diagonal = rm.is_diagonal()
         dim = mean.shape[-1]
         std = torch.exp(0.5 * logvar)
         g = self.num_samples
         eps = torch.randn((g, *mean.shape), generator=self.generator, device=mean.device, dtype=mean.dtype)
-        entropy = gaussian_entropy(logvar).sum(-1).mean(-1)  # (E,)
+        entropy_elem = gaussian_entropy(logvar)
+        if scale is not None:  # a per-sample λ(x) = λ w(x) (the tempered heuristic)
+            entropy_elem = entropy_elem * scale.detach()
+        entropy = entropy_elem.sum(-1).mean(-1)  # (E,)
         if self.estimator == "pathwise":
             y_hat = mean + std * eps
-            r = self._transform(mahalanobis_reward(y_hat - targets, u, diagonal))  # (G, E, B)
+            r = self._transform(self._reward(y_hat - targets, u, diagonal))  # (G, E, B)
             j = r.mean(dim=(0, 2)) + self.entropy_weight * entropy
             reward_mean = r.detach().mean()
         else:
             y_hat = (mean + std * eps).detach()
-            r = self._transform(mahalanobis_reward(y_hat - targets, u, diagonal))  # (G, E, B)
+            r = self._transform(self._reward(y_hat - targets, u, diagonal))  # (G, E, B)
             if self.baseline == "loo":
                 adv = r - (r.sum(0, keepdim=True) - r) / (g - 1)
             else:
@@ -203,6 +238,9 @@ class PGObjective:
         With U = (λ/2)Σ⁻¹ its optimum is N(μ, Σ) exactly; a diagonal model can only reach
         σ_t² = λ / (2 U_tt). Returns the loss averaged over rows (and leading dims) and metrics.
         """
+        if self.reward_matrix.state_dependent:
+            raise ValueError(f"reward_matrix: {self.reward_matrix.kind!r} depends on x; the full-covariance loss "
+                             f"takes a constant U")
         u = self.reward_matrix.matrix().detach()
         dim = mean.shape[-1]
         dist = torch.distributions.MultivariateNormal(mean, scale_tril=scale_tril)
@@ -224,13 +262,24 @@ class PGObjective:
         return -(j / dim).mean(), {"pg_reward": r.detach().mean(), "entropy": entropy.detach().mean() / dim}
 
     def analytic_objective(
-        self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, u: torch.Tensor
+        self, mean: torch.Tensor, logvar: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None = None,
+        *, u_diag: torch.Tensor | None = None, entropy_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact J / T (no sampling), summed over members: used for the bilevel hypergradient.
 
-        mean, logvar (E, B, T); targets (B, T) or (E, B, T); u (T, T). Returns a scalar.
+        mean, logvar (E, B, T); targets (B, T) or (E, B, T); either ``u`` (T, T) or ``u_diag``, the per-sample
+        diagonal (B, T) or (E, B, T) of a state-dependent U(x); ``entropy_scale`` an optional per-sample factor
+        w(x) on λ (:meth:`RewardMatrix.entropy_scale_at`). Returns a scalar.
         """
         dim = mean.shape[-1]
-        j = expected_reward(mean, logvar, targets, u).mean(-1)
-        j = j + self.entropy_weight * gaussian_entropy(logvar).sum(-1).mean(-1)
+        if (u is None) == (u_diag is None):
+            raise ValueError("u, u_diag: give exactly one (a (T, T) U, or the per-sample diagonal of U(x))")
+        if u_diag is not None:
+            j = expected_reward_diagonal(mean, logvar, targets, u_diag).mean(-1)
+        else:
+            j = expected_reward(mean, logvar, targets, u).mean(-1)
+        h = gaussian_entropy(logvar)
+        if entropy_scale is not None:
+            h = h * entropy_scale
+        j = j + self.entropy_weight * h.sum(-1).mean(-1)
         return (j / dim).sum()

@@ -12,6 +12,8 @@ is maximal at ``U* = (λ/2)Σ⁻¹`` (``../docs/objectives.md``). The types, and
   for diagonal models) or "full". Σ̂ is, by ``covariance``, the ``marginal`` covariance of the training targets
   (the paper's code) or the ``residual`` covariance of ``y - μ̂(x)`` on held-out data under the current model
   (the conditional covariance the theory asks for; our default), re-estimated after every epoch.
+* state-dependent U(x) (``state_inverse_cov``, ``state_learned``): in
+  :mod:`mbrl_po.objectives.state_reward_matrix`, read through :meth:`RewardMatrix.diagonal_at`.
 * :class:`LearnedRewardMatrix` (``learned``): U = f(φ) positive definite (:class:`PDMatrix`: ``scalar``,
   ``diag`` or ``full``), φ learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`. It starts at I
   (``init=None``), at a given U, or (``init="residual"``) at the heuristic (λ/2)Σ̂⁻¹ of the first held-out
@@ -29,7 +31,6 @@ pending residual init and its base U; a heuristic's Σ̂ and U), which ``PGObjec
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -44,6 +45,8 @@ from mbrl_po.objectives.names import (
     REWARD_MATRIX_OPTIONS,
     STRUCTURES,
 )
+from mbrl_po.objectives.reward_matrix_base import RewardMatrix
+from mbrl_po.objectives.reward_matrix_base import check_lambda as _check_lambda
 
 __all__ = [
     "COVARIANCES",
@@ -93,11 +96,6 @@ def _check_u(field: str, value: Any, kind: str) -> torch.Tensor:
     return u
 
 
-def _check_lambda(entropy_weight: Any) -> float:
-    ok = isinstance(entropy_weight, int | float) and not isinstance(entropy_weight, bool)
-    if not (ok and entropy_weight > 0 and math.isfinite(entropy_weight)):
-        raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")
-    return float(entropy_weight)
 
 
 def _check_jitter(jitter: Any) -> float:
@@ -197,59 +195,6 @@ class PDMatrix(nn.Module):
                     "u_max_eig": float(eig.max())}
 
 
-class RewardMatrix(ABC):
-    """What the PG objective (and the bilevel solver) need of a reward matrix U, and its own state.
-
-    Attributes:
-        kind: the name :func:`make_reward_matrix` knows it by (one of ``REWARD_MATRICES``).
-        entropy_weight: the λ its U is scaled with (the PG objective checks it has the same), or None when U does
-            not depend on λ (a fixed U).
-
-    The trainer calls :meth:`setup` once per fit with the (B, T) training targets, then
-    :meth:`observe_residuals` after every held-out evaluation; the objective reads :meth:`matrix` (T, T).
-    """
-
-    kind: str
-    entropy_weight: float | None = None
-
-    @property
-    @abstractmethod
-    def ready(self) -> bool:
-        """Whether :meth:`matrix` has a U to return (after :meth:`setup`, or a loaded state that holds one)."""
-
-    @abstractmethod
-    def setup(self, train_targets: torch.Tensor) -> None:
-        """Make U ready for targets of dim T from the (B, T) normalised training targets of a fit."""
-
-    def observe_residuals(self, residuals: torch.Tensor) -> None:  # noqa: B027 - most types ignore residuals
-        """See (..., T) held-out residuals ``y - μ̂(x)`` of the current model (E, B, T as the trainer passes them)."""
-
-    @abstractmethod
-    def matrix(self) -> torch.Tensor:
-        """The current U, (T, T)."""
-
-    @abstractmethod
-    def is_diagonal(self) -> bool:
-        """Whether U is diagonal by construction (the objective then skips the matmul)."""
-
-    @abstractmethod
-    def describe(self) -> dict[str, float]:
-        """Scalars of U for logging (``u`` for a scalar U, else ``u_mean_diag`` and more); {} when not ready."""
-
-    @abstractmethod
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue as this U would (tensors cloned), with its ``kind``."""
-
-    @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of the same kind (ValueError naming the field otherwise)."""
-
-    def _check_state(self, state: dict[str, Any], keys: tuple[str, ...]) -> None:
-        if state.get("kind") != self.kind:
-            raise ValueError(f"kind: the saved reward matrix is {state.get('kind')!r}, this one is {self.kind!r}")
-        missing = [k for k in keys if k not in state]
-        if missing:
-            raise ValueError(f"state: the saved {self.kind!r} reward matrix lacks {missing}")
 
 
 class _StoredU(RewardMatrix):
@@ -374,8 +319,8 @@ class HeuristicRewardMatrix(_StoredU):
         self.sigma_hat = sigma_hat
         self._u = heuristic_u(sigma_hat, self.structure, self.entropy_weight, self.jitter)
 
-    def observe_residuals(self, residuals: torch.Tensor) -> None:
-        """Σ̂ from (..., T) residuals ``y - μ̂(x)`` when ``covariance == "residual"``."""
+    def observe_residuals(self, residuals: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Σ̂ from (..., T) residuals ``y - μ̂(x)`` when ``covariance == "residual"`` (``inputs`` unused)."""
         if self.covariance == "residual":
             self.update_covariance(residual_covariance(residuals))
 
@@ -414,6 +359,7 @@ class LearnedRewardMatrix(RewardMatrix):
     """
 
     kind = "learned"
+    learnable = True
 
     def __init__(
         self,
@@ -455,6 +401,10 @@ class LearnedRewardMatrix(RewardMatrix):
         """φ, the Parameter the bilevel solver optimises (same object across fits), or None before setup."""
         return None if self._pd is None else self._pd.param
 
+    def parameters(self) -> list[nn.Parameter]:
+        """``[φ]``, or [] before setup."""
+        return [] if self._pd is None else [self._pd.param]
+
     @property
     def dim(self) -> int | None:
         """T, or None before setup."""
@@ -491,8 +441,9 @@ class LearnedRewardMatrix(RewardMatrix):
             u = heuristic_u(marginal_covariance(train_targets), self.structure, self.entropy_weight, self.jitter)
             self._base_u = u.diagonal().clone()
 
-    def observe_residuals(self, residuals: torch.Tensor) -> None:
-        """(..., T) residuals: the base U_res follows them; a pending residual init takes the first ones."""
+    def observe_residuals(self, residuals: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """(..., T) residuals: the base U_res follows them; a pending residual init takes the first ones
+        (``inputs`` unused)."""
         learned_base = self.base is not None
         learned_init = self._pending_residual_init and self._pd is not None
         if not (learned_base or learned_init):
@@ -587,9 +538,9 @@ def legacy_state(
 def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -> RewardMatrix:
     """The reward matrix called ``name`` (one of ``REWARD_MATRICES``) with λ = ``entropy_weight``.
 
-    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``; None = not given): each name
-    takes those of ``REWARD_MATRIX_OPTIONS[name]`` (``fixed``: ``init`` is U) and any other one raises a
-    ValueError naming it; the type's constructor validates the values.
+    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``, ``beta``; None = not given):
+    each name takes those of ``REWARD_MATRIX_OPTIONS[name]`` (``fixed``: ``init`` is U) and any other one raises
+    a ValueError naming it; the type's constructor validates the values.
     """
     if name not in REWARD_MATRICES:
         raise ValueError(f"reward_matrix: got {name!r}, allowed {list(REWARD_MATRICES)}")
@@ -611,4 +562,12 @@ def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -
         return FixedRewardMatrix(given["init"], option="init")
     if name in HEURISTICS:
         return HeuristicRewardMatrix(name, entropy_weight, **given)
+    if name == "state_inverse_cov":
+        from mbrl_po.objectives.state_reward_matrix import StateHeuristicRewardMatrix
+
+        return StateHeuristicRewardMatrix(entropy_weight, **given)
+    if name == "state_learned":
+        from mbrl_po.objectives.state_reward_matrix import StateLearnedRewardMatrix
+
+        return StateLearnedRewardMatrix(entropy_weight, **given)
     return LearnedRewardMatrix(entropy_weight, **given)

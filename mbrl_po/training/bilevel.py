@@ -26,7 +26,7 @@ import torch
 
 from mbrl_po.objectives.base import gaussian_nll
 from mbrl_po.objectives.pg import PGObjective
-from mbrl_po.objectives.reward_matrix import LearnedRewardMatrix, legacy_state
+from mbrl_po.objectives.reward_matrix import RewardMatrix, legacy_state
 
 METHODS = ("implicit", "neumann", "one_step")
 
@@ -42,8 +42,11 @@ class BilevelSolver:
     """Learns the PG objective's U (``reward_matrix="learned"``) by implicit differentiation.
 
     Args:
-        objective: a :class:`PGObjective` whose reward matrix is a :class:`LearnedRewardMatrix` (``learned``).
-            The solver optimises its φ (``reward_matrix.parameter``); U itself is saved with the objective
+        objective: a :class:`PGObjective` whose reward matrix is learned: a
+            :class:`~mbrl_po.objectives.reward_matrix.LearnedRewardMatrix` (``learned``, U(φ)) or a
+            :class:`~mbrl_po.objectives.state_reward_matrix.StateLearnedRewardMatrix` (``state_learned``, a
+            network U_ψ(x)). The solver optimises ``reward_matrix.parameters()`` (φ, or ψ's weights, at the
+            outer rate ``lr * reward_matrix.outer_lr_scale``); U itself is saved with the objective
             (``objective.state_dict()``), the solver's :meth:`state_dict` holds its optimizer and history.
         method: ``"implicit"`` (CG solve), ``"neumann"`` or ``"one_step"``.
         lr: outer Adam learning rate on φ (log-parameterised U).
@@ -66,8 +69,9 @@ class BilevelSolver:
         hypergrad_clip: float = 10.0,
         max_rows: int = 2048,
     ) -> None:
-        if not (isinstance(objective, PGObjective) and isinstance(objective.reward_matrix, LearnedRewardMatrix)):
-            raise ValueError("objective: BilevelSolver needs a PGObjective with reward_matrix='learned'")
+        if not (isinstance(objective, PGObjective) and objective.reward_matrix.learnable):
+            raise ValueError("objective: BilevelSolver needs a PGObjective with a learned reward matrix "
+                             "(reward_matrix='learned' or 'state_learned')")
         if method not in METHODS:
             raise ValueError(f"method: got {method!r}, allowed {list(METHODS)}")
         for name, v in (("lr", lr), ("neumann_alpha", neumann_alpha), ("hypergrad_clip", hypergrad_clip)):
@@ -90,17 +94,22 @@ class BilevelSolver:
         self._pending_state: dict[str, Any] | None = None
 
     @property
-    def reward_matrix(self) -> LearnedRewardMatrix:
+    def reward_matrix(self) -> RewardMatrix:
         rm = self.objective.reward_matrix
-        assert isinstance(rm, LearnedRewardMatrix)
+        assert rm.learnable
         return rm
 
-    def _ensure_optimizer(self) -> torch.optim.Adam:
-        phi = self.reward_matrix.parameter
-        if phi is None:
+    def _parameters(self) -> list[torch.nn.Parameter]:
+        params = self.reward_matrix.parameters()
+        if not params:
             raise RuntimeError("BilevelSolver: the reward matrix is not set up yet (call trainer.fit first)")
-        if self.optimizer is None or self.optimizer.param_groups[0]["params"][0] is not phi:
-            self.optimizer = torch.optim.Adam([phi], lr=self.lr)
+        return params
+
+    def _ensure_optimizer(self) -> torch.optim.Adam:
+        params = self._parameters()
+        held = [] if self.optimizer is None else self.optimizer.param_groups[0]["params"]
+        if len(held) != len(params) or any(a is not b for a, b in zip(held, params, strict=False)):
+            self.optimizer = torch.optim.Adam(params, lr=self.lr * self.reward_matrix.outer_lr_scale)
             if self._pending_state is not None:
                 self.optimizer.load_state_dict(self._pending_state)
                 self._pending_state = None
@@ -130,12 +139,26 @@ class BilevelSolver:
             method: override ``self.method``.
 
         Returns:
-            The hypergradient, shaped like φ, and diagnostics.
+            The hypergradient, shaped like φ (one parameter) or flattened and concatenated over the reward
+            matrix's parameters (a network ψ), and diagnostics.
         """
+        grads, info = self._hypergradients(model, inner, outer, method, generator)
+        if len(grads) == 1:
+            return grads[0], info
+        return torch.cat([g.reshape(-1) for g in grads]), info
+
+    def _hypergradients(
+        self,
+        model: torch.nn.Module,
+        inner: tuple[torch.Tensor, torch.Tensor],
+        outer: tuple[torch.Tensor, torch.Tensor],
+        method: str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[torch.Tensor], HypergradientInfo]:
+        """dL_out/dφ for each of the reward matrix's parameters (see :meth:`hypergradient`)."""
         method = method or self.method
-        phi = self.reward_matrix.parameter
-        if phi is None:
-            raise RuntimeError("BilevelSolver: the reward matrix is not set up yet")
+        rm = self.reward_matrix
+        phis = self._parameters()
         params = [p for p in model.parameters() if p.requires_grad]
         xi, yi = self._subset(*inner, self.max_rows, generator)
         xo, yo = self._subset(*outer, self.max_rows, generator)
@@ -146,7 +169,12 @@ class BilevelSolver:
             g_out = [torch.zeros_like(p) if g is None else g for g, p in zip(g_out, params, strict=True)]
 
             mi, li = model(xi)
-            inner_loss = -self.objective.analytic_objective(mi, li, yi, self.reward_matrix.matrix())
+            if rm.state_dependent:
+                scale = rm.entropy_scale_at(xi)
+                inner_loss = -self.objective.analytic_objective(
+                    mi, li, yi, u_diag=rm.diagonal_at(xi), entropy_scale=None if scale is None else scale.detach())
+            else:
+                inner_loss = -self.objective.analytic_objective(mi, li, yi, rm.matrix())
             g_in = torch.autograd.grad(inner_loss, params, create_graph=True, allow_unused=True)
             g_in = [torch.zeros_like(p) if g is None else g for g, p in zip(g_in, params, strict=True)]
 
@@ -173,10 +201,10 @@ class BilevelSolver:
             else:
                 v, residual = self._cg(hvp, g_out)
             dot = sum((g * vv.detach()).sum() for g, vv in zip(g_in, v, strict=True))
-            (mixed,) = torch.autograd.grad(dot, [phi])
-        hyper = -mixed
+            mixed = torch.autograd.grad(dot, phis, allow_unused=True)
+        hyper = [torch.zeros_like(p) if m is None else -m.detach() for m, p in zip(mixed, phis, strict=True)]
         info = HypergradientInfo(float(outer_loss.detach() / mo.shape[0]), float(-inner_loss.detach()), residual)
-        return hyper.detach(), info
+        return hyper, info
 
     def _neumann_step(self, hvp, b: list[torch.Tensor], power_iters: int = 5) -> float:  # noqa: ANN001
         """α = min(neumann_alpha, 1/λ_max(H)) from a few power iterations, so the series converges."""
@@ -229,16 +257,15 @@ class BilevelSolver:
         outer: tuple[torch.Tensor, torch.Tensor],
         generator: torch.Generator | None = None,
     ) -> dict[str, float]:
-        """One outer Adam step on φ; returns (and appends to ``history``) the logged U and diagnostics."""
+        """One outer Adam step on φ (or ψ); returns (and appends to ``history``) the logged U and diagnostics."""
         opt = self._ensure_optimizer()
-        hyper, info = self.hypergradient(model, inner, outer, generator=generator)
-        norm = float(hyper.norm())
+        hyper, info = self._hypergradients(model, inner, outer, generator=generator)
+        norm = float(torch.sqrt(sum((h * h).sum() for h in hyper)))
         if norm > self.hypergrad_clip:
-            hyper = hyper * (self.hypergrad_clip / norm)
+            hyper = [h * (self.hypergrad_clip / norm) for h in hyper]
         opt.zero_grad()
-        phi = self.reward_matrix.parameter
-        assert phi is not None
-        phi.grad = hyper
+        for p, h in zip(self._parameters(), hyper, strict=True):
+            p.grad = h
         opt.step()
         row = {"outer_step": float(len(self.history)), "outer_nll": info.outer_nll,
                "hypergrad_norm": norm, "cg_residual": info.residual, **self.reward_matrix.describe()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import sys
@@ -17,7 +18,7 @@ from mbrl_po.data.transitions import as_transitions, from_sb3_buffer
 from mbrl_po.errors import NonFiniteModelError
 from mbrl_po.models.ensemble import PRECISIONS, GaussianEnsemble
 from mbrl_po.objectives import Objective, PGObjective, gaussian_nll, make_objective
-from mbrl_po.objectives.reward_matrix import LearnedRewardMatrix, legacy_state
+from mbrl_po.objectives.reward_matrix import legacy_state
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.types import ModelBatch, TransitionData
 
@@ -167,8 +168,7 @@ class DynamicsTrainer:
         self.precision = precision
         self.seed = seed
         self.progress = progress
-        if (bilevel is None and isinstance(objective, PGObjective)
-                and isinstance(objective.reward_matrix, LearnedRewardMatrix)):
+        if bilevel is None and isinstance(objective, PGObjective) and objective.reward_matrix.learnable:
             bilevel = BilevelSolver(objective)
         self.bilevel = bilevel
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -182,8 +182,21 @@ class DynamicsTrainer:
             fused=_fused_adam_supported(model.device),
         )
         self.fits = 0
+        try:
+            observe = inspect.signature(objective.observe_holdout).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: assume the old two-argument form
+            observe = {}
+        self._observe_takes_inputs = "inputs" in observe
         # model + optimizer state of the last finite point: the start of the current fit, the end of the last one
         self._last_finite: dict[str, Any] | None = None
+
+    def _observe_holdout(self, mean: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> None:
+        """``objective.observe_holdout``, with the held-out ``inputs`` when it takes them (a state-dependent U
+        is fitted to them; objectives written before that keyword get the two arguments they expect)."""
+        if self._observe_takes_inputs:
+            self.objective.observe_holdout(mean, targets, inputs=inputs)
+        else:
+            self.objective.observe_holdout(mean, targets)
 
     # ------------------------------------------------------------------ non-finite weights
     def _nonfinite_part(self) -> str:
@@ -193,8 +206,8 @@ class DynamicsTrainer:
 
         if not finite([v for v in self.model.state_dict().values() if v.is_floating_point()]):
             return "weights"
-        phi = None if self.bilevel is None else self.bilevel.reward_matrix.parameter
-        if phi is not None and not finite([phi.detach()]):
+        phis = [] if self.bilevel is None else self.bilevel.reward_matrix.parameters()
+        if phis and not finite([p.detach() for p in phis]):
             return "learned U"
         moments = [v for st in self.optimizer.state.values() for v in st.values()
                    if isinstance(v, torch.Tensor) and v.is_floating_point()]
@@ -356,7 +369,7 @@ class DynamicsTrainer:
 
         report = FitReport(train_size=n, holdout_size=int(hold_idx.numel()))
         ev = self.evaluate(x_hold, y_hold)
-        self.objective.observe_holdout(ev["mean"], y_hold)
+        self._observe_holdout(ev["mean"], y_hold, x_hold)
         best = ev["nll_member"].clone()
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         best_epoch = torch.zeros(E, dtype=torch.long)
@@ -390,7 +403,7 @@ class DynamicsTrainer:
                 report.outer_steps.append(out)
             model.eval()
             ev = self.evaluate(x_hold, y_hold)
-            self.objective.observe_holdout(ev["mean"], y_hold)
+            self._observe_holdout(ev["mean"], y_hold, x_hold)
             row.update(holdout_nll=ev["nll"], holdout_mse=ev["mse"])
             row.update(self.objective.extra_metrics())
             report.epochs.append(row)
@@ -431,7 +444,7 @@ class DynamicsTrainer:
             report.rolled_back, report.nonfinite = True, bad
             report.elites = model.elite_idx.tolist()
         else:
-            self.objective.observe_holdout(ev["mean"], y_hold)
+            self._observe_holdout(ev["mean"], y_hold, x_hold)
             elites = torch.argsort(ev["nll_member"])[: model.num_elites]
             model.set_elites(elites)
             report.elites = elites.tolist()
