@@ -191,7 +191,7 @@ def test_eval_episodes_zero_logs_the_training_episodes_and_survives_a_kill(tmp_p
 def test_unknown_config_keys_and_values_fail_with_the_choices():
     with pytest.raises(ValueError, match=r"planner\.horizn: unknown key.*did you mean 'horizon'"):
         load_agent_config("pets", "inverted_pendulum", {"planner": {"horizn": 3}})
-    with pytest.raises(ValueError, match=r"objective\.name: got 'mle', allowed \['nll', 'mse', 'pg'\]"):
+    with pytest.raises(ValueError, match=r"objective\.name: got 'mle', allowed \['nll', 'mse', 'pg', 'beta_nll'\]"):
         load_agent_config("pets", "inverted_pendulum", {"objective": {"name": "mle"}})
     with pytest.raises(ValueError, match=r"planner\.optimizer: got 'cme'.*did you mean 'cem'"):
         load_agent_config("pets", "inverted_pendulum", {"planner": {"optimizer": "cme"}})

@@ -206,7 +206,7 @@ def test_the_names_are_declared_once_and_map_to_their_types():
                                                               "fixed", "state_inverse_cov", "state_learned")
     assert REWARD_MATRIX_NAMES == tuple(n for n in REWARD_MATRICES if n not in NEEDS_A_MATRIX)  # the config's
     assert "fixed" not in REWARD_MATRIX_NAMES
-    valid = {"covariance": "marginal", "structure": "full", "init": SPD, "base": None}
+    valid = {"covariance": "marginal", "structure": "full", "init": SPD, "base": None, "beta": 0.5}
     expected = {"identity": FixedRewardMatrix, "fixed": FixedRewardMatrix, "scaled": HeuristicRewardMatrix,
                 "inverse_cov": HeuristicRewardMatrix, "learned": LearnedRewardMatrix,
                 "state_inverse_cov": StateHeuristicRewardMatrix, "state_learned": StateLearnedRewardMatrix}
