@@ -91,7 +91,9 @@ def test_a_suite_runner_killed_at_random_moments_ends_with_the_uninterrupted_row
     rng = np.random.default_rng(7)
 
     def progress() -> int:  # metrics rows logged so far by all trials of the killed sweep
-        return sum(len(read_csv(p)) for p in runs.rglob("metrics.csv"))
+        # metrics.csv sits at runs/<sweep>/<trial>/; a deeper walk would race the runner renaming its
+        # checkpoints/previous.tmp folder (FileNotFoundError mid-walk)
+        return sum(len(read_csv(p)) for p in runs.glob("*/*/metrics.csv"))
 
     kills = 0
     for attempt in range(4):  # three kills at random moments of real work, then one run to the end
