@@ -28,18 +28,9 @@ from typing import Any
 # library itself leaves the environment alone. An explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from mbrl_po.agents import agent_class
 from mbrl_po.config import AGENT_KINDS, load_agent_config, parse_set
 from mbrl_po.errors import MbrlPoError
-
-
-def _agent_class(kind: str) -> Any:
-    if kind == "pets":
-        from mbrl_po.agents.pets import PETS
-
-        return PETS
-    from mbrl_po.agents import mbpo
-
-    return mbpo.MBPO if kind == "mbpo" else mbpo.SAC
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,14 +82,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume: {run.path} has no config.toml; is it a run directory?")
         run.acquire_lock()  # one writer per run directory, held until this process ends
         cfg = run.config()
-        agent = _agent_class(cfg.kind).resume(run)
+        agent = agent_class(cfg.kind).resume(run)
         print(f"resuming {run.path} at env step {agent.step}", file=sys.stderr)
     else:
         cfg = load_agent_config(args.agent, args.env, _overrides(args))
         if args.name is not None:
             check_run_name(args.name)
         # the envs, buffers and networks first: a start that fails leaves nothing on disk
-        agent = _agent_class(cfg.kind)(cfg, None)
+        agent = agent_class(cfg.kind)(cfg, None)
         run = RunDir.create(args.runs_dir, cfg, args.name, lock=True)
         agent.run = run
         print(f"run directory: {run.path}", file=sys.stderr)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mbrl_po.cli import _agent_class, main
+from mbrl_po.agents import agent_class
+from mbrl_po.cli import main
 from mbrl_po.config import SCHEMA_VERSION, load_agent_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def test_every_pair_loads_and_builds(agent, env):
     small = {"device": "cpu", "steps": 10, "model": {"hidden_sizes": [8], "ensemble_size": 2, "num_elites": 1}}
     cfg = load_agent_config(agent, env, small)
     assert cfg.env == env
-    built = _agent_class(cfg.kind)(cfg, None)
+    built = agent_class(cfg.kind)(cfg, None)
     assert built.step == 0
 
 

@@ -18,7 +18,7 @@ import pytest
 from benchmarks.harness.online import Sweep, read_csv
 from benchmarks.harness.suites import load_suite
 from mbrl_po.agents.common import RunDir
-from mbrl_po.agents.mbpo import SAC
+from mbrl_po.agents.mbpo import SACAgent
 from mbrl_po.config import load_agent_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 
@@ -91,7 +91,9 @@ def test_a_suite_runner_killed_at_random_moments_ends_with_the_uninterrupted_row
     rng = np.random.default_rng(7)
 
     def progress() -> int:  # metrics rows logged so far by all trials of the killed sweep
-        return sum(len(read_csv(p)) for p in runs.rglob("metrics.csv"))
+        # metrics.csv sits at runs/<sweep>/<trial>/; a deeper walk would race the runner renaming its
+        # checkpoints/previous.tmp folder (FileNotFoundError mid-walk)
+        return sum(len(read_csv(p)) for p in runs.glob("*/*/metrics.csv"))
 
     kills = 0
     for attempt in range(4):  # three kills at random moments of real work, then one run to the end
@@ -123,7 +125,7 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing_already_committed(t
         "device": "cpu", "steps": 120, "sac": {"batch_size": 16, "net_arch": [16, 16]},
         "loop": {"init_steps": 30, "eval_every": 40, "checkpoint_every": 1}})
     full = RunDir.create(tmp_path, cfg, "full")
-    SAC(cfg, full, progress=False).train()
+    SACAgent(cfg, full, progress=False).train()
 
     run = RunDir.create(tmp_path, cfg, "disk")
     saves = {"n": 0}
@@ -139,11 +141,11 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing_already_committed(t
 
     monkeypatch.setattr(ReplayBuffer, "save", save_until_full)
     with pytest.raises(OSError, match="No space left"):
-        SAC(cfg, run, progress=False).train()
+        SACAgent(cfg, run, progress=False).train()
     monkeypatch.setattr(ReplayBuffer, "save", original)
     committed = run.load_checkpoint()
     assert committed is not None and 0 < committed["step"] < 120  # the checkpoint before the failed write
-    resumed = SAC.resume(run, progress=False)
+    resumed = SACAgent.resume(run, progress=False)
     assert resumed.step == committed["step"]
     resumed.train()
 

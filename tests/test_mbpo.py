@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mbrl_po.agents.common import RunDir
-from mbrl_po.agents.mbpo import MBPO, SAC, MixedSampler, model_buffer_capacity, rollout_length
+from mbrl_po.agents.mbpo import MBPO, MixedSampler, SACAgent, model_buffer_capacity, rollout_length
 from mbrl_po.config import load_agent_config
 from mbrl_po.data.replay_buffer import ReplayBuffer
 
@@ -155,7 +155,7 @@ def _same_buffers(a: ReplayBuffer, b: ReplayBuffer) -> None:
 @pytest.mark.parametrize("kind", ["mbpo", "sac"])
 def test_kill_and_resume_gives_the_same_run(tmp_path, monkeypatch, kind):
     """pg with a learned U (the most state) for MBPO; the uninterrupted run is also checked end to end."""
-    cls, steps = (MBPO, 300) if kind == "mbpo" else (SAC, 250)
+    cls, steps = (MBPO, 300) if kind == "mbpo" else (SACAgent, 250)
     cfg = _mbpo_cfg({"name": "pg", "reward_matrix": "learned"}, steps) if kind == "mbpo" else _sac_cfg(steps)
     full = RunDir.create(tmp_path, cfg, "full")
     a = cls(cfg, full, progress=False)
@@ -185,7 +185,7 @@ def test_resume_without_a_checkpoint_starts_over(tmp_path):
     cfg = _sac_cfg(steps=20)
     run = RunDir.create(tmp_path, cfg, "run")
     run.log({"env_step": 5, "episode": 1})
-    agent = SAC.resume(run, progress=False)
+    agent = SACAgent.resume(run, progress=False)
     assert agent.step == 0 and run.read_metrics() == []
 
 
@@ -193,6 +193,6 @@ def test_resume_without_a_checkpoint_starts_over(tmp_path):
 def test_sb3_logger_leaves_no_folder_behind(tmp_path, monkeypatch):
     """SB3's ``configure()`` makes ``<tmp>/SB3-<date>`` even with no output format; the agents must not."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    agent = SAC(_sac_cfg(steps=20), progress=False)
+    agent = SACAgent(_sac_cfg(steps=20), progress=False)
     assert agent.sac.logger.output_formats == []
     assert not list(tmp_path.glob("SB3-*"))

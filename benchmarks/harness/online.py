@@ -190,16 +190,6 @@ def finished_trials(runs_csv: str | Path) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------------- a trial
-def _agent_class(kind: str) -> Any:
-    if kind == "pets":
-        from mbrl_po.agents.pets import PETS
-
-        return PETS
-    from mbrl_po.agents import mbpo
-
-    return mbpo.MBPO if kind == "mbpo" else mbpo.SAC
-
-
 @contextlib.contextmanager
 def _derived_tasks(files: dict[str, str], where: Path) -> Iterator[None]:
     """Write a trial's derived task TOMLs to ``where`` and put it first on ``$MBRL_PO_ENVS_DIR`` meanwhile."""
@@ -269,6 +259,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
     """
     import torch
 
+    from mbrl_po.agents import agent_class
     from mbrl_po.agents.common import RunDir
     from mbrl_po.config import load_run_config
 
@@ -278,7 +269,7 @@ def run_trial(payload: dict[str, Any], runs_root: str, commit: str, threads: int
     path = root / payload["trial_id"]
     machine = machine_string()
     with _derived_tasks(payload["task_files"], root / "_tasks"):
-        cls = _agent_class(payload["agent"])
+        cls = agent_class(payload["agent"])
         resumed_from = 0
         config_file = path / "config.toml"
         if config_file.exists() and config_file.read_text() != payload["config_toml"]:

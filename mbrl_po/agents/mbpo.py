@@ -52,7 +52,7 @@ from mbrl_po.models.ensemble import GaussianEnsemble
 from mbrl_po.models.model_env import ModelEnv
 from mbrl_po.training.trainer import DynamicsTrainer
 
-__all__ = ["EVAL_SEED_OFFSET", "MBPO", "SAC", "MixedSampler", "SpacesOnlyEnv", "model_buffer_capacity",
+__all__ = ["EVAL_SEED_OFFSET", "MBPO", "MixedSampler", "SACAgent", "SpacesOnlyEnv", "model_buffer_capacity",
            "rollout_length"]
 
 
@@ -365,7 +365,7 @@ class MBPO(_SACLoop):
     uses_model = True
 
 
-class SAC(_SACLoop):
+class SACAgent(_SACLoop):
     """A model-free SAC run with MBPO's loop, logging and checkpoints (model columns stay empty).
 
     Args:

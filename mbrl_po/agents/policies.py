@@ -4,7 +4,7 @@ In the background; about 40 env steps/s on a loaded 2-core CPU::
 
     python -m mbrl_po.agents.policies train --env halfcheetah --steps 60000 --seed 0
 
-It runs :class:`mbrl_po.agents.mbpo.SAC` in ``runs/policies/<task>-s<seed>`` (resumable: rerun the same
+It runs `mbrl_po.agents.SACAgent` in ``runs/policies/<task>-s<seed>`` (resumable: rerun the same
 command), saves an actor snapshot with its deterministic evaluation return every ``--snapshot-every`` steps,
 and at the end writes the ``medium`` and ``expert`` checkpoints into ``benchmarks/policies/``
 (:func:`mbrl_po.data.policies.write_levels`; ``select`` redoes that choice from an existing run). The actor
@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from mbrl_po.agents.common import RunDir  # noqa: E402
-from mbrl_po.agents.mbpo import SAC  # noqa: E402
+from mbrl_po.agents.mbpo import SACAgent  # noqa: E402
 from mbrl_po.config import load_agent_config, parse_set  # noqa: E402
 from mbrl_po.data.policies import actor_from_sb3, git_commit, save_actor, write_levels  # noqa: E402
 
@@ -39,7 +39,7 @@ def train_policies(task: str, steps: int, seed: int = 0, snapshot_every: int = 5
                    command: str = "") -> dict[str, Any]:
     """Train SAC on ``task`` and write its ``medium`` and ``expert`` actor checkpoints.
 
-    Runs (or resumes) :class:`mbrl_po.agents.mbpo.SAC` in ``<runs_dir>/<task>-s<seed>``; every
+    Runs (or resumes) :class:`mbrl_po.agents.SACAgent` in ``<runs_dir>/<task>-s<seed>``; every
     ``snapshot_every`` env steps the actor is evaluated (``eval_episodes`` deterministic episodes on the
     separately seeded eval env) and saved to ``snapshots/step-<N>.pt``. At the end
     :func:`~mbrl_po.data.policies.write_levels` picks the checkpoints (``select_medium``) and copies them to
@@ -60,7 +60,7 @@ def train_policies(task: str, steps: int, seed: int = 0, snapshot_every: int = 5
     run_path = Path(runs_dir) / f"{task}-s{seed}"
     commit = git_commit()
 
-    class _SnapshotSAC(SAC):
+    class _SnapshotSAC(SACAgent):
         def _log(self, **row: Any) -> None:
             super()._log(**row)
             if "eval_return" in row:
