@@ -80,6 +80,12 @@ def _mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+
+def _log_marginal_var(train_targets: torch.Tensor) -> torch.Tensor:
+    """(B, T) targets -> (T,) log of their marginal variance (floored at 1e-8): where a U(x) net starts and
+    around which its log-variances are bounded."""
+    return torch.log(train_targets.detach().float().var(0, unbiased=False).clamp_min(1e-8))
+
 class VarianceNet(nn.Module):
     """log σ²(x): an MLP (SiLU) from (..., I) inputs to (..., T) log-variances, soft-bounded (as the ensemble's
     head) to ``[center - 16, center + 4]`` per dim (``center`` the log marginal variance), and constant at
@@ -367,8 +373,7 @@ class StateHeuristicRewardMatrix(RewardMatrix):
         dim = int(train_targets.shape[-1])
         dev = train_targets.device
         if self._dim != dim or self._center is None:
-            var = train_targets.detach().float().var(0, unbiased=False).clamp_min(1e-8)
-            self._dim, self._center = dim, torch.log(var).to(dev)
+            self._dim, self._center = dim, _log_marginal_var(train_targets).to(dev)
             self.net, self._optimizer, self._ref, self.fits = None, None, None, 0
         elif self._center.device != dev:
             self._move(dev)
@@ -574,8 +579,7 @@ class StateLearnedRewardMatrix(RewardMatrix):
         dim = int(train_targets.shape[-1])
         dev = train_targets.device
         if self._dim != dim or self._center is None:
-            var = train_targets.detach().float().var(0, unbiased=False).clamp_min(1e-8)
-            self._dim, self._center, self.psi, self._ref = dim, torch.log(var).to(dev), None, None
+            self._dim, self._center, self.psi, self._ref = dim, _log_marginal_var(train_targets).to(dev), None, None
             self._pending_residual_init = self.init == "residual"
         elif self._center.device != dev:
             self._center = self._center.to(dev)
