@@ -171,6 +171,10 @@ def test_u_option_names_non_default_structures():
     assert u_option(diag) == "inverse_cov-residual"
     assert u_option(ObjectiveSection(name="pg", reward_matrix="inverse_cov", structure="full",
                                      covariance="marginal")) == "inverse_cov-marginal-full"
+    # a non-default estimator and the objective's options are part of the name (issue 17's online cell)
+    state = ObjectiveSection(name="pg", reward_matrix="state_inverse_cov", estimator="pathwise", options={"beta": 0.5})
+    assert u_option(state) == "state_inverse_cov-pathwise-b0.5"
+    assert u_option(ObjectiveSection(name="pg", reward_matrix="state_inverse_cov")) == "state_inverse_cov"
 
 
 def test_distractor_wrapper_appends_noise_dims_and_is_seeded():

@@ -214,7 +214,9 @@ def u_option(obj: ObjectiveSection) -> str:
     """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE).
 
     A structure other than the reward matrix's default is appended (``learned-diag``, ``inverse_cov-residual-full``),
-    and so is a learned U's non-default start (``learned-diag-init-residual``).
+    and so are a learned U's non-default start (``learned-diag-init-residual``), an estimator other than the
+    score function (``state_inverse_cov-pathwise``) and the objective's options, sorted (``beta`` as ``-b<β>``,
+    the others as ``-<key><value>``: ``state_inverse_cov-pathwise-b0.5``).
     """
     if obj.name != "pg":
         return ""
@@ -228,6 +230,11 @@ def u_option(obj: ObjectiveSection) -> str:
         out = f"{out}-init-{obj.learned_init}"
     if obj.reward_matrix == "learned" and obj.learned_base:
         out = f"{out}-on-{obj.learned_base}"
+    if obj.estimator != ObjectiveSection.estimator:
+        out = f"{out}-{obj.estimator}"
+    for key, value in sorted(obj.options.items()):
+        out = f"{out}-{'b' if key == 'beta' else key}{value:g}" if isinstance(value, (int, float)) \
+            else f"{out}-{key}{value}"
     return out
 
 
