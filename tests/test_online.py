@@ -331,13 +331,14 @@ def test_ray_backend_on_a_local_instance(tmp_path):
 
 def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
     rows = []
-    for obj, u, shift in (("nll", "", 0.0), ("pg", "learned", 50.0), ("none", "", -100.0)):
+    for obj, u, shift in (("nll", "", 0.0), ("pg", "learned", 50.0), ("beta_nll", "", 10.0), ("none", "", -100.0)):
         agent = "sac" if obj == "none" else "pets"
         for seed in range(3):
             for step in (500, 1000):
                 rows.append({"agent": agent, "env_id": "Reacher-v5", "task": "reacher", "objective": obj,
                              "u_option": u, "seed": seed, "env_step": step,
-                             "eval_return": step / 10 + shift + seed, "model_nll": "" if agent == "sac" else 1.0,
+                             "eval_return": step / 10 + shift + seed,
+                             "model_nll": "" if agent == "sac" else 1.0 - shift / 100,
                              "rollout_error": "" if agent == "sac" else 0.5 - shift / 1000, "machine": "m",
                              "commit": "abc", "config_hash": f"h{obj}", "trial_id": f"{obj}{seed}"})
     # a second agent on the same task with a longer budget: each agent is compared at its own final step
@@ -355,6 +356,11 @@ def test_report_from_a_synthetic_csv_pairs_pg_with_nll(tmp_path):
     assert "pets pg-learned − pets nll | 1000 | eval_return | 50.000 ± 0.000 | 3 | PG better" in text
     assert "pets pg-learned − pets nll | 1000 | rollout_error | -0.050 ± 0.000 | 3 | PG better" in text
     assert "mbpo pg-learned − mbpo nll | 2000 | eval_return | -20.000 ± 0.000 | 3 | PG worse" in text
+    assert "pets pg-learned − pets nll | 1000 | model_nll | -0.500 ± 0.000 | 3 | PG better" in text
+    # any model objective is paired with NLL, under its own name
+    assert "pets beta_nll − pets nll | 1000 | eval_return | 10.000 ± 0.000 | 3 | beta_nll better" in text
+    assert "pets beta_nll − pets nll | 1000 | model_nll | -0.100 ± 0.000 | 3 | beta_nll better" in text
+    assert "sac model-free − " not in text
     assert "| pets nll | 1000 | 1.0000 ± 0.0000 (n=3) |" in text
     assert "| mbpo nll | 2000 | 2.0000 ± 0.0000 (n=3) |" in text
     assert "sac model-free" in text and len(pngs) == 1

@@ -193,7 +193,8 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, 
     return mean_ci([a[s] - b[s] for s in seeds])
 
 
-def _verdict(m: float, h: float, n: int, lower_is_better: bool = False) -> str:
+def _verdict(m: float, h: float, n: int, lower_is_better: bool = False, who: str = "PG") -> str:
+    """``who`` better / worse than the baseline, or why there is no verdict, for a paired difference m ± h."""
     if math.isnan(m):
         return "n/a"
     if n < 2 or math.isnan(h):
@@ -201,7 +202,7 @@ def _verdict(m: float, h: float, n: int, lower_is_better: bool = False) -> str:
     if abs(m) <= h:
         return "inside the CI"
     better = m < 0 if lower_is_better else m > 0
-    return "PG better" if better else "PG worse"
+    return f"{who} better" if better else f"{who} worse"
 
 
 def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: set[str] | None = None,
@@ -279,21 +280,23 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
             out.append(markdown_table(["agent objective", "at step", "model NLL", "model MSE", "rollout RMSE"],
                                       mrows))
         drows = []
-        for g in groups:
-            if not g.objective.startswith("pg"):
+        for g in groups:  # every model objective against NLL (PG variants, beta_nll, mse)
+            if g.agent == "sac" or g.objective in ("nll", "none", "model-free"):
                 continue
             base = [b for b in groups if b.agent == g.agent and b.objective == "nll"]
             if len(base) != 1:
                 continue
             final = finals[g.agent]
-            for col, lower in (("eval_return", False), ("rollout_error", True)):
+            who = "PG" if g.objective.startswith("pg") else g.objective
+            for col, lower in (("eval_return", False), ("model_nll", True), ("rollout_error", True)):
                 m, h, n = paired_difference(g.at(final, col), base[0].at(final, col))
                 if n:
                     drows.append([f"{g.label} − {base[0].label}", str(final), col, f"{format_mean_ci(m, h, 3)}", n,
-                                  _verdict(m, h, n, lower)])
+                                  _verdict(m, h, n, lower, who)])
         if drows:
-            out.append("PG minus NLL at each agent's final budget, paired by seed (return: positive is better for "
-                       "PG; rollout RMSE: negative is better for PG).\n")
+            out.append("Each model objective minus NLL at each agent's final budget, paired by seed (return: "
+                       "positive is better than NLL; model NLL and rollout RMSE on fresh real data: negative is "
+                       "better than NLL).\n")
             out.append(markdown_table(["comparison", "at step", "metric", "mean difference ± 95% CI", "n pairs",
                                        "verdict"], drows))
     return "\n".join(out)
