@@ -118,9 +118,13 @@ def test_shipped_suites_load_with_the_requested_cells():
                                                      "Reacher-v5", "Hopper-v5"}
     assert {t.seed for t in cpu} == set(range(5)) and len(cpu) == 95
     stress = load_suite("cpu-stress").trials()
-    assert {t.config.model.hidden_sizes for t in stress} == {(64, 64, 64)} and len(stress) == 90
+    assert {t.config.model.hidden_sizes for t in stress} == {(64, 64, 64)} and len(stress) == 120
     assert {t.objective_label for t in stress} == {"nll", "pg-learned", "pg-learned-diag", "pg-inverse_cov-residual",
-                                                   "pg-learned-diag-init-residual", "pg-learned-diag-on-residual"}
+                                                   "pg-learned-diag-init-residual", "pg-learned-diag-on-residual",
+                                                   "pg-state_inverse_cov-pathwise-b0.5", "beta_nll"}
+    state = [t for t in stress if t.objective_label == "pg-state_inverse_cov-pathwise-b0.5"]
+    assert len(state) == 15 and {t.config.objective.estimator for t in state} == {"pathwise"}
+    assert {t.config.objective.options["beta"] for t in state} == {0.5}
     assert any("distractors=16" in t.env_variant for t in stress)
     gpu = load_suite("gpu").trials()
     steps = {(t.agent, t.env_id): t.steps for t in gpu}
