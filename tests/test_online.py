@@ -179,6 +179,8 @@ def test_u_option_names_non_default_structures():
     state = ObjectiveSection(name="pg", reward_matrix="state_inverse_cov", estimator="pathwise", options={"beta": 0.5})
     assert u_option(state) == "state_inverse_cov-pathwise-b0.5"
     assert u_option(ObjectiveSection(name="pg", reward_matrix="state_inverse_cov")) == "state_inverse_cov"
+    assert u_option(ObjectiveSection(name="beta_nll", options={"beta": 1.0})) == "b1"
+    assert u_option(ObjectiveSection(name="beta_nll")) == ""
 
 
 def test_distractor_wrapper_appends_noise_dims_and_is_seeded():

@@ -281,7 +281,7 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
                                       mrows))
         drows = []
         for g in groups:  # every model objective against NLL (PG variants, beta_nll, mse)
-            if g.agent == "sac" or g.objective in ("nll", "none", "model-free"):
+            if g.agent == "sac" or g.objective == "nll":
                 continue
             base = [b for b in groups if b.agent == g.agent and b.objective == "nll"]
             if len(base) != 1:

@@ -211,7 +211,8 @@ class Trial:
 
 
 def u_option(obj: ObjectiveSection) -> str:
-    """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE).
+    """The U of a PG objective as written in runs.csv: ``learned``, ``inverse_cov-residual``, ... ('' for MLE,
+    or the options of an MLE objective that has any: ``b1`` for ``beta_nll`` at β = 1).
 
     A structure other than the reward matrix's default is appended (``learned-diag``, ``inverse_cov-residual-full``),
     and so are a learned U's non-default start (``learned-diag-init-residual``), an estimator other than the
@@ -219,7 +220,7 @@ def u_option(obj: ObjectiveSection) -> str:
     the others as ``-<key><value>``: ``state_inverse_cov-pathwise-b0.5``).
     """
     if obj.name != "pg":
-        return ""
+        return _options_suffix(obj)[1:]
     out = obj.reward_matrix
     if obj.reward_matrix in ("scaled", "inverse_cov"):
         out = f"{obj.reward_matrix}-{obj.covariance}"
@@ -232,10 +233,16 @@ def u_option(obj: ObjectiveSection) -> str:
         out = f"{out}-on-{obj.learned_base}"
     if obj.estimator != ObjectiveSection.estimator:
         out = f"{out}-{obj.estimator}"
+    return out + _options_suffix(obj)
+
+
+def _options_suffix(obj: ObjectiveSection) -> str:
+    """``-<key><value>`` per option of ``obj``, sorted (``beta`` written ``b``): ``-b0.5``; '' without options."""
+    parts = []
     for key, value in sorted(obj.options.items()):
-        out = f"{out}-{'b' if key == 'beta' else key}{value:g}" if isinstance(value, (int, float)) \
-            else f"{out}-{key}{value}"
-    return out
+        name = "b" if key == "beta" else key
+        parts.append(f"-{name}{value:g}" if isinstance(value, int | float) else f"-{name}{value}")
+    return "".join(parts)
 
 
 def trial_id(cfg: AgentConfig, derived: DerivedTask | None) -> str:
