@@ -444,6 +444,61 @@ def test_snapshot_writes_rows_of_unfinished_trials_only(tmp_path):
                         str(tmp_path / "runs"), "--name", "tiny"]) == 0
 
 
+def _eval(step: int, ret: float, wall: float) -> dict[str, str]:
+    return {"env_step": str(step), "eval_return": str(ret), "wall_time": str(wall)}
+
+
+def test_an_attempt_is_lost_when_restarted_or_when_no_checkpoint_can_bring_its_steps_back():
+    before = [_eval(1000, 5.0, 10.0), _eval(2000, 7.0, 20.0), _eval(3000, 9.0, 30.0)]
+    # resumed from its checkpoint at 2000: the rows to 2000 are the same (wall times too), 3000 comes back
+    assert not online.attempt_lost(before, before[:2], has_checkpoint=True)
+    assert not online.attempt_lost(before, [*before, _eval(4000, 1.0, 40.0)], has_checkpoint=False)
+    # the run directory went with the machine: nothing, and no checkpoint
+    assert online.attempt_lost(before, [], has_checkpoint=False)
+    # restarted from step 0: the same returns in the random phase, but other wall times
+    assert online.attempt_lost(before, [_eval(1000, 5.0, 11.5)], has_checkpoint=True)
+    assert online.attempt_lost(before, before[:2], has_checkpoint=False)  # 3000 cannot come back
+    assert not online.attempt_lost([], [], has_checkpoint=False)
+
+
+@pytest.mark.mujoco
+def test_snapshot_keeps_the_rows_of_an_attempt_whose_run_dir_was_lost(tmp_path):
+    suite = _suite_file(tmp_path)
+    sweep = _sweep(tmp_path, suite, only="sac/*/s1")
+    t = sweep.trials[0]
+    run = sweep.runs_root / t.trial_id
+    header = "env_step,episode,episode_return,episode_length,eval_return,model_nll,model_mse,rollout_error,u," \
+             "model_fit_s,wall_time\n"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text(header + "20,,,,1.5,,,,,,2.0\n40,,,,2.5,,,,,,4.0\n")
+    sweep.snapshot()
+    assert not sweep.lost_csv.exists()  # still there: nothing lost
+    shutil.rmtree(run)  # a replaced machine: the run directory is gone
+    rows, _ = sweep.snapshot()
+    assert rows == [] and read_csv(sweep.partial_csv) == []
+    lost = read_csv(sweep.lost_csv)
+    assert [(r["trial_id"], r["env_step"], r["eval_return"], r["lost_attempt"]) for r in lost] == \
+        [(t.trial_id, "20", "1.5", "1"), (t.trial_id, "40", "2.5", "1")]
+    # the trial restarts from step 0 (other wall times); a second loss is attempt 2; repeats add nothing
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text(header + "20,,,,1.5,,,,,,2.7\n")
+    sweep.snapshot()
+    sweep.snapshot()
+    assert len(read_csv(sweep.lost_csv)) == 2
+    shutil.rmtree(run)
+    sweep.snapshot()
+    assert [(r["wall_time"], r["lost_attempt"]) for r in read_csv(sweep.lost_csv)] == \
+        [("2.0", "1"), ("4.0", "1"), ("2.7", "2")]
+    # the report lists the lost attempts per task, apart from the tables
+    append_rows(sweep.runs_csv, [{**r, "trial_id": "other", "seed": 0} for r in read_csv(sweep.lost_csv)[:2]
+                                 for r in [{k: r[k] for k in ROW_COLUMNS}]], ROW_COLUMNS)
+    summary, _ = report.write_report(sweep.results_dir.parent, sweep.results_dir.name)
+    text = summary.read_text()
+    assert "Lost attempts" in text
+    assert re.search(r"\| sac model-free \| 1 \| 1 \| 40 \| 2\.5 \|", text)
+    assert re.search(r"\| sac model-free \| 1 \| 2 \| 20 \| 1\.5 \|", text)
+
+
 @pytest.mark.mujoco
 def test_a_trial_held_by_another_sweep_is_refused_not_joined(tmp_path):
     sweep = _sweep(tmp_path, _suite_file(tmp_path), only="sac/*/s0")

@@ -7,7 +7,8 @@ evaluation returns in ``docs/results/<SUITE>/runs.csv``.
 * When a trial ends, the driver appends its rows to runs.csv (one row per evaluation point, long format; see
   :data:`ROW_COLUMNS`) under a file lock, by writing a temporary file and renaming it over runs.csv.
 * Long trials: ``--snapshot`` writes the rows that unfinished trials have logged so far to ``partial.csv``
-  (commit it as a partial curve; the report shows it beside runs.csv, marked as running).
+  (commit it as a partial curve; the report shows it beside runs.csv, marked as running). The rows of an
+  attempt whose checkpoints were lost (a replaced machine) move to ``lost.csv`` instead of vanishing.
 * A trial that raises is reported on stderr and in ``failures.csv`` (one row per failed attempt, with the
   traceback's tail) and retried up to ``--retries`` times; a sweep with trials that still fail exits with 1.
 * Execution: in this process (``--workers 1``), a process pool (``--workers k``), or Ray remote tasks of one
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,59 @@ def prune_superseded(runs_csv: str | Path, keep: set[str]) -> list[str]:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
     return sorted({r["trial_id"] for r in old})
+
+
+LOST_COLUMNS = (*ROW_COLUMNS, "lost_attempt")
+"""Columns of lost.csv: runs.csv's, plus the attempt's number among the trial's lost attempts (1, 2, ...)."""
+
+
+def attempt_lost(before: Sequence[dict[str, str]], now: Sequence[dict[str, Any]], has_checkpoint: bool) -> bool:
+    """Whether the rows ``before`` (a trial's rows in the previous partial.csv) belong to an attempt that is gone.
+
+    A resumed attempt keeps its metrics.csv up to its checkpoint, wall times included, so each earlier row at a
+    step it has reached again is still there, and the rows past its checkpoint come back as it runs on. The
+    attempt is gone when an earlier row at a reached step differs (a restart from step 0: other wall times), or
+    when no checkpoint is left to bring back the steps it has not reached.
+
+    Args:
+        before: the trial's rows in the previous partial.csv (empty: nothing to lose).
+        now: its rows from its run directory now (empty when the directory or its metrics.csv is gone).
+        has_checkpoint: whether its run directory holds ``checkpoints/latest.pt``.
+    """
+    if not before:
+        return False
+    key = ("env_step", "eval_return", "wall_time")
+    seen = {tuple(str(r[k]) for k in key) for r in now}
+    reached = max((int(r["env_step"]) for r in now), default=-1)
+    if any(int(r["env_step"]) <= reached and tuple(str(r[k]) for k in key) not in seen for r in before):
+        return True
+    return not has_checkpoint and reached < max(int(r["env_step"]) for r in before)
+
+
+def keep_lost_attempts(lost_csv: str | Path, rows: Sequence[dict[str, str]]) -> int:
+    """Append the rows of lost attempts to ``lost.csv``, numbering each trial's attempts; rows already there
+    (same trial, step and wall time) are skipped, so a repeated snapshot adds nothing. Returns the rows added."""
+    lost_csv = Path(lost_csv)
+    with file_lock(lost_csv):
+        have = read_csv(lost_csv)
+        known = {(r["trial_id"], r["env_step"], r["wall_time"]) for r in have}
+        attempts = Counter()
+        for tid in {r["trial_id"] for r in have}:
+            attempts[tid] = max(int(r["lost_attempt"]) for r in have if r["trial_id"] == tid)
+        new = [r for r in rows if (r["trial_id"], str(r["env_step"]), str(r["wall_time"])) not in known]
+        for tid in sorted({r["trial_id"] for r in new}):
+            attempts[tid] += 1
+        out = [{**{k: r.get(k, "") for k in ROW_COLUMNS}, "lost_attempt": attempts[r["trial_id"]]} for r in new]
+        if out:
+            fd, tmp = tempfile.mkstemp(dir=lost_csv.parent, prefix=f".{lost_csv.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=LOST_COLUMNS, lineterminator="\n")
+                w.writeheader()
+                w.writerows([*have, *out])
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, lost_csv)
+    return len(out)
 
 
 def finished_trials(runs_csv: str | Path) -> set[str]:
@@ -355,6 +409,7 @@ class Sweep:
         self.runs_csv = self.results_dir / "runs.csv"
         self.failures_csv = self.results_dir / "failures.csv"
         self.partial_csv = self.results_dir / "partial.csv"
+        self.lost_csv = self.results_dir / "lost.csv"
         self.attempts: Counter[str] = Counter()
         self.failed: set[str] = set()
         self.done: list[str] = []
@@ -384,6 +439,10 @@ class Sweep:
     def snapshot(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Rewrite ``partial.csv``: the runs.csv rows that the unfinished trials' metrics.csv hold so far.
 
+        Rows that the previous partial.csv held for an attempt that is gone (its run directory was lost with a
+        replaced machine, or the trial was restarted from step 0; see :func:`attempt_lost`) are first moved to
+        ``lost.csv`` beside it (:func:`keep_lost_attempts`), so that a partial curve once committed stays.
+
         A trial's rows carry the commit(s) it has run at (``commits.txt`` of its run directory, written by
         :func:`run_trial`; ``unknown`` before that file existed). Finished trials are left out: their rows are
         in runs.csv. The file is replaced atomically, so a report never reads half of it.
@@ -395,15 +454,24 @@ class Sweep:
         rows: list[dict[str, Any]] = []
         labels: list[str] = []
         machine = machine_string()
+        before = defaultdict(list)
+        for r in read_csv(self.partial_csv):
+            before[r["trial_id"]].append(r)
+        lost: list[dict[str, Any]] = []
         for t in self.trials:
             run = self.runs_root / t.trial_id
-            if t.trial_id in done or not (run / "metrics.csv").exists():
-                continue
-            commits = (run / "commits.txt").read_text().split() if (run / "commits.txt").exists() else []
-            got = eval_rows(read_csv(run / "metrics.csv"), t.payload(), machine, "+".join(commits) or "unknown")
+            got: list[dict[str, Any]] = []
+            if t.trial_id not in done and (run / "metrics.csv").exists():
+                commits = (run / "commits.txt").read_text().split() if (run / "commits.txt").exists() else []
+                got = eval_rows(read_csv(run / "metrics.csv"), t.payload(), machine, "+".join(commits) or "unknown")
             if got:
                 rows += got
                 labels.append(f"{t.label}@{got[-1]['env_step']}")
+            if t.trial_id not in done and attempt_lost(before.get(t.trial_id, []), got,
+                                                       (run / "checkpoints" / "latest.pt").exists()):
+                lost += before[t.trial_id]
+        if lost:
+            keep_lost_attempts(self.lost_csv, lost)
         self.partial_csv.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.partial_csv.with_name(f".{self.partial_csv.name}.tmp")
         if tmp.exists():

@@ -162,6 +162,19 @@ def load_anchors(path: str | Path | None = None) -> list[Anchor]:
     return [Anchor(e, a, src, tuple(sorted(pts))) for (e, a, src), pts in curves.items()]
 
 
+def lost_attempts(lost: Sequence[dict[str, str]]) -> dict[str, list[tuple[tuple[str, int, int], Group]]]:
+    """task -> ((group label, seed, attempt), a one-seed Group holding that attempt's curve) for lost.csv rows,
+    labelled as :func:`build_groups` labels the finished and running trials."""
+    out: dict[str, list[tuple[tuple[str, int, int], Group]]] = defaultdict(list)
+    by_attempt: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in lost:
+        by_attempt[(r["trial_id"], r["lost_attempt"])].append(r)
+    for (_, att), rs in sorted(by_attempt.items()):
+        g = build_groups(rs)[rs[0]["task"]][0]
+        out[g.task].append(((g.label, int(rs[0]["seed"]), int(att)), g))
+    return dict(out)
+
+
 def seed_rows(g: Group, running: set[str]) -> list[list[str]]:
     """One row per seed of ``g``: last step, its return, the mean over the last 10% of its steps, the best
     evaluation, and wall minutes per 1,000 env steps (the run's wall time; one torch thread, so on a machine
@@ -206,7 +219,7 @@ def _verdict(m: float, h: float, n: int, lower_is_better: bool = False, who: str
 
 
 def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: set[str] | None = None,
-              anchors: Sequence[Anchor] = ()) -> str:
+              anchors: Sequence[Anchor] = (), lost: Sequence[dict[str, str]] = ()) -> str:
     """The markdown of summary.md.
 
     Args:
@@ -215,8 +228,10 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
         source: what the rows were read from (named in the header).
         running: ids of the trials whose rows are partial (still running).
         anchors: published curves, shown for the tasks whose env family they cover.
+        lost: lost.csv rows (attempts whose checkpoints were lost; listed per task, counted nowhere else).
     """
     running = running or set()
+    lost_by_task = lost_attempts(lost)
     by_task = build_groups(rows)
     commits = defaultdict(set)
     machines = defaultdict(set)
@@ -265,6 +280,15 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
                                    "last 10%", "best", "wall min / 1k steps"],
                                   [r for g in groups for r in seed_rows(g, running)]))
         out.append("</details>\n")
+        if lost_by_task.get(task):
+            out.append("Lost attempts: trials whose checkpoints went with a replaced machine, so they restarted "
+                       "from step 0. Their committed rows stay as partial curves (`lost.csv`, dash-dotted in the plot) "
+                       "and count in no table above.\n")
+            out.append(markdown_table(
+                ["agent objective", "seed", "attempt", "last step", "return there", "last 10%", "best",
+                 "wall min / 1k steps", "commit"],
+                [[lbl, str(seed), str(att), *seed_rows(g, set())[0][3:], g.curves[seed][max(g.curves[seed])]["commit"]]
+                 for (lbl, seed, att), g in lost_by_task[task]]))
         # model quality and PG-vs-NLL at each agent's own final budget (agents of one task may run for
         # different numbers of steps, e.g. PETS 1000 and MBPO 2000 on InvertedPendulum)
         finals = {g.agent: max(x.final_step for x in groups if x.agent == g.agent) for g in groups}
@@ -307,9 +331,11 @@ def plot_name(task: str) -> str:
 
 
 def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[Anchor] = (),
-              running: set[str] | None = None) -> Path:
+              running: set[str] | None = None,
+              lost: Sequence[tuple[tuple[str, int, int], Group]] = ()) -> Path:
     """Eval return vs env steps: per group the mean over seeds with its 95% band (where n >= 2), every seed
-    as a thin line, and the published anchors of the task's env family (dotted, grey tones)."""
+    as a thin line, lost attempts (:func:`lost_attempts`) dash-dotted in their group's colour, and the
+    published anchors of the task's env family (dotted, grey tones)."""
     running = running or set()
     import matplotlib
 
@@ -317,6 +343,7 @@ def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    colours: dict[str, str] = {}
     for g in groups:
         steps = sorted({s for c in g.curves.values() for s in c})
         xs, ms, lo, hi, ns = [], [], [], [], []
@@ -333,11 +360,17 @@ def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[
         (line,) = ax.plot(xs, ms, style, marker="o", ms=3,
                           label=f"{g.label} (n={max(ns)}{', running' if live else ''})")
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        colours[g.label] = line.get_color()
         if len(g.curves) > 1:
             for c in g.curves.values():
                 st = sorted(c)
                 ax.plot(st, [float(c[x]["eval_return"]) for x in st], style, color=line.get_color(), lw=0.6,
                         alpha=0.45)
+    for (lbl, seed, att), g in lost:
+        c = g.curves[seed]
+        st = sorted(c)
+        ax.plot(st, [float(c[x]["eval_return"]) for x in st], "-.", lw=0.9, alpha=0.7, color=colours.get(lbl),
+                label=f"{lbl} s{seed}: lost attempt {att} (to {st[-1] // 1000}k)")
     env_ids = sorted({r["env_id"] for g in groups for c in g.curves.values() for r in c.values()})
     fam = {env_family(e) for e in env_ids}
     top = max((s for g in groups for c in g.curves.values() for s in c), default=0)
@@ -388,9 +421,12 @@ def write_report(results_dir: str | Path, suite: str,
     source = str(runs_csv) + (f" + {partial_csv.name} ({len(running)} running)" if running else "")
     anchors = load_anchors(anchors_csv)
     by_task = build_groups(rows)
-    pngs = [plot_task(task, gs, folder / plot_name(task), anchors, running) for task, gs in by_task.items()]
+    lost = read_csv(folder / "lost.csv")
+    lost_by_task = lost_attempts(lost)
+    pngs = [plot_task(task, gs, folder / plot_name(task), anchors, running, lost_by_task.get(task, ()))
+            for task, gs in by_task.items()]
     summary = folder / "summary.md"
-    summary.write_text(summarize(rows, suite, source, running, anchors))
+    summary.write_text(summarize(rows, suite, source, running, anchors, lost))
     return summary, pngs
 
 
