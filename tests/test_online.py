@@ -179,6 +179,9 @@ def test_u_option_names_non_default_structures():
     state = ObjectiveSection(name="pg", reward_matrix="state_inverse_cov", estimator="pathwise", options={"beta": 0.5})
     assert u_option(state) == "state_inverse_cov-pathwise-b0.5"
     assert u_option(ObjectiveSection(name="pg", reward_matrix="state_inverse_cov")) == "state_inverse_cov"
+    assert u_option(ObjectiveSection(name="pg", reward_matrix="state_inverse_cov", options={"beta": 0.5,
+                                                                                            "fit_steps": 4})) \
+        == "state_inverse_cov-b0.5-fs4"
     assert u_option(ObjectiveSection(name="beta_nll", options={"beta": 1.0})) == "b1"
     assert u_option(ObjectiveSection(name="beta_nll")) == ""
 

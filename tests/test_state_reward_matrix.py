@@ -345,6 +345,34 @@ def test_names_config_and_errors():
         pg.loss_full_covariance(torch.zeros(5, 2), torch.eye(2).expand(5, 2, 2), torch.zeros(5, 2))
 
 
+def test_fit_steps_reaches_the_variance_net_from_the_objective_and_the_config():
+    def adam_steps(rm: StateHeuristicRewardMatrix) -> int:
+        assert rm._optimizer is not None
+        return int(next(iter(rm._optimizer.state.values()))["step"])
+
+    g = torch.Generator().manual_seed(0)
+    x, r = torch.randn(64, 3, generator=g), torch.randn(64, 2, generator=g)
+    rm = make_objective("pg", reward_matrix="state_inverse_cov", fit_steps=4, beta=0.5).reward_matrix
+    rm.setup(torch.randn(64, 2, generator=g))
+    rm.observe_residuals(r, x)
+    assert adam_steps(rm) == rm.first_fit_steps  # the first fit keeps its own length
+    rm.observe_residuals(r, x)
+    rm.observe_residuals(r, x)
+    assert adam_steps(rm) == rm.first_fit_steps + 2 * 4
+    on = make_objective("pg", reward_matrix="state_learned", base="residual", fit_steps=3).reward_matrix
+    assert on.heuristic is not None and on.heuristic.fit_steps == 3
+    cfg = load_agent_config("pets", "inverted_pendulum", {"objective": {
+        "name": "pg", "reward_matrix": "state_inverse_cov", "options": {"fit_steps": 4}}})
+    assert make_objective("pg", **cfg.objective.objective_kwargs()).reward_matrix.fit_steps == 4
+    with pytest.raises(ValueError, match="fit_steps: got 3 for reward_matrix='state_learned' with no heuristic"):
+        make_objective("pg", reward_matrix="state_learned", fit_steps=3)
+    with pytest.raises(ValueError, match="objective.options.fit_steps: got 4 for reward_matrix='inverse_cov'"):
+        load_agent_config("pets", "inverted_pendulum", {"objective": {
+            "name": "pg", "reward_matrix": "inverse_cov", "options": {"fit_steps": 4}}})
+    with pytest.raises(ValueError, match="fit_steps: got 2.5, allowed an integer >= 0"):
+        make_objective("pg", reward_matrix="state_inverse_cov", fit_steps=2.5)
+
+
 def test_variance_net_starts_exactly_constant_and_stays_in_its_bounds():
     center = torch.tensor([0.0, 2.0])
     init = torch.tensor([-0.7, 1.0])

@@ -15,6 +15,14 @@ def test_fixed_variant_names_round_trip_and_errors(tmp_path):
     assert ul.fixed_u("pg-fixed-0.08") == 0.08
     assert off.variant_spec("pg-fixed-0.08") == ("pg", {"reward_matrix": "fixed", "init": 0.08})
     assert off.variant_spec("nll") == ("nll", {})
+    # a state heuristic with another number of refit steps of its variance net (the authors' setting)
+    assert off.variant_spec("pg-state-inverse_cov-b0.5-fs4") == \
+        ("pg", {"reward_matrix": "state_inverse_cov", "beta": 0.5, "fit_steps": 4})
+    assert off.variant_spec("pg-state-learned-on-residual-fs2")[1]["fit_steps"] == 2
+    for bad in ("nll-fs4", "pg-state-learned-fs4", "pg-state-inverse_cov-fs0", "pg-state-inverse_cov-fsx",
+                "pg-inverse_cov-residual-fs4"):
+        with pytest.raises(ValueError, match=f"variant: got '{bad}'.*'-fs<steps>'"):
+            off.variant_spec(bad)
     name, opts = off.objective_for("pg-fixed-0.5", off.OfflineConfig(setting="authors", out_dir=tmp_path))
     assert name == "pg" and opts["init"] == 0.5 and opts["baseline"] == "none" and opts["entropy_weight"] == 1.0
     for bad in ("pg-fixed-0", "pg-fixed--1", "pg-fixed-abc", "pg-fixed-inf", "pg-fixed-"):

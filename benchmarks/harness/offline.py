@@ -77,6 +77,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 FIXED_PREFIX = "pg-fixed-"
 #: prefix of the β-NLL variants ``beta_nll-<β>`` (β in [0, 1], e.g. ``beta_nll-1``)
 BETA_PREFIX = "beta_nll-"
+#: suffix of a state heuristic variant with another ``fit_steps`` (Adam steps per refit of its variance net),
+#: e.g. ``pg-state-inverse_cov-b0.5-fs4``: in the authors' setting it is refitted after each of 400 full-batch
+#: updates, and 4 steps per refit give the net the steps that the default 50 give it over 30 epochs in ``ours``
+FIT_STEPS_SUFFIX = "-fs"
 SETTINGS = ("ours", "authors")
 
 
@@ -88,7 +92,8 @@ def fixed_variant(u: float) -> str:
 
 
 def variant_spec(variant: str) -> tuple[str, dict[str, Any]]:
-    """(objective name, objective options) of a variant: a key of :data:`VARIANTS` or ``pg-fixed-<u>``.
+    """(objective name, objective options) of a variant: a key of :data:`VARIANTS`, ``pg-fixed-<u>``,
+    ``beta_nll-<β>`` or a state heuristic variant with :data:`FIT_STEPS_SUFFIX` (``...-fs<steps>``).
 
     Raises:
         ValueError: naming the variant and the allowed names.
@@ -110,8 +115,16 @@ def variant_spec(variant: str) -> tuple[str, dict[str, Any]]:
             beta = math.nan
         if 0.0 <= beta <= 1.0:
             return "beta_nll", {"beta": beta}
-    raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)}, '{FIXED_PREFIX}<u>' with u > 0 or "
-                     f"'{BETA_PREFIX}<β>' with β in [0, 1]")
+    base, sep, steps = variant.rpartition(FIT_STEPS_SUFFIX) if isinstance(variant, str) else ("", "", "")
+    if sep and steps.isdigit() and int(steps) >= 1 and base in VARIANTS:
+        name, opts = VARIANTS[base]
+        heuristic = opts.get("reward_matrix") == "state_inverse_cov" or (
+            opts.get("reward_matrix") == "state_learned" and ("base" in opts or opts.get("init") == "residual"))
+        if heuristic:
+            return name, {**opts, "fit_steps": int(steps)}
+    raise ValueError(f"variant: got {variant!r}, allowed {list(VARIANTS)}, '{FIXED_PREFIX}<u>' with u > 0, "
+                     f"'{BETA_PREFIX}<β>' with β in [0, 1], or a variant with a state heuristic followed by "
+                     f"'{FIT_STEPS_SUFFIX}<steps>' (steps >= 1)")
 
 #: per-setting defaults of the fields of :class:`OfflineConfig` that are None by default.
 SETTING_DEFAULTS: dict[str, dict[str, Any]] = {

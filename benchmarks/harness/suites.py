@@ -237,10 +237,11 @@ def u_option(obj: ObjectiveSection) -> str:
 
 
 def _options_suffix(obj: ObjectiveSection) -> str:
-    """``-<key><value>`` per option of ``obj``, sorted (``beta`` written ``b``): ``-b0.5``; '' without options."""
+    """``-<key><value>`` per option of ``obj``, sorted (``beta`` written ``b``, ``fit_steps`` ``fs``): ``-b0.5``;
+    '' without options."""
     parts = []
     for key, value in sorted(obj.options.items()):
-        name = "b" if key == "beta" else key
+        name = {"beta": "b", "fit_steps": "fs"}.get(key, key)
         parts.append(f"-{name}{value:g}" if isinstance(value, int | float) else f"-{name}{value}")
     return "".join(parts)
 

@@ -15,8 +15,8 @@ REWARD_MATRIX_OPTIONS: dict[str, tuple[str, ...]] = {
     "learned": ("structure", "init", "base"),
     "fixed": ("init",),
     # state-dependent U(x) (mbrl_po.objectives.state_reward_matrix): the heuristic (λ/2)/σ̂²(x) and a learned U_ψ(x)
-    "state_inverse_cov": ("beta",),
-    "state_learned": ("init", "base"),
+    "state_inverse_cov": ("beta", "fit_steps"),
+    "state_learned": ("init", "base", "fit_steps"),
 }
 REWARD_MATRICES: tuple[str, ...] = tuple(REWARD_MATRIX_OPTIONS)
 #: names whose U must be given as a value (``fixed``: ``init`` is U), so they cannot be chosen by name alone

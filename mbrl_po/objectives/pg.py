@@ -77,9 +77,11 @@ class PGObjective:
         baseline: ``"loo"`` (leave-one-out mean of the other G-1 rewards: unbiased, our default) or ``"none"``
             (the paper's code). Score estimator only.
         clip_logprob: optional c > 0; the per-dim log-prob is clamped to [-c, c] (the authors' option).
-        covariance, structure, init, base, beta: the reward matrix's options when ``reward_matrix`` is a name
-            (None: not given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is U;
-            ``beta``: the tempering of ``state_inverse_cov``, the PG counterpart of β-NLL's β).
+        covariance, structure, init, base, beta, fit_steps: the reward matrix's options when ``reward_matrix``
+            is a name (None: not given; which name takes which: ``REWARD_MATRIX_OPTIONS``; ``fixed``: ``init`` is
+            U; ``beta``: the tempering of ``state_inverse_cov``, the PG counterpart of β-NLL's β; ``fit_steps``:
+            Adam steps of each refit of the state heuristic's variance net, default 50, after every held-out
+            evaluation: fewer where evaluations are frequent, as with full-batch updates).
 
     Attributes:
         reward_matrix: the :class:`~mbrl_po.objectives.reward_matrix.RewardMatrix` in use.
@@ -102,6 +104,7 @@ class PGObjective:
         init: float | torch.Tensor | str | None = None,
         base: str | None = None,
         beta: float | None = None,
+        fit_steps: int | None = None,
     ) -> None:
         if not (isinstance(entropy_weight, int | float) and entropy_weight > 0 and math.isfinite(entropy_weight)):
             raise ValueError(f"entropy_weight: λ must be a finite number > 0, got {entropy_weight!r}")
@@ -119,7 +122,8 @@ class PGObjective:
             raise ValueError(f"clip_logprob: got {clip_logprob!r}, allowed None or a finite number > 0")
         if not _finite_positive(rbf_gamma):
             raise ValueError(f"rbf_gamma: got {rbf_gamma!r}, allowed a finite number > 0")
-        options = {"covariance": covariance, "structure": structure, "init": init, "base": base, "beta": beta}
+        options = {"covariance": covariance, "structure": structure, "init": init, "base": base, "beta": beta,
+                   "fit_steps": fit_steps}
         if isinstance(reward_matrix, str):
             reward_matrix = make_reward_matrix(reward_matrix, entropy_weight=entropy_weight, **options)
         elif not isinstance(reward_matrix, RewardMatrix):

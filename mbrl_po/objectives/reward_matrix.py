@@ -538,7 +538,8 @@ def legacy_state(
 def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -> RewardMatrix:
     """The reward matrix called ``name`` (one of ``REWARD_MATRICES``) with λ = ``entropy_weight``.
 
-    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``, ``beta``; None = not given):
+    ``options`` are PG options (``covariance``, ``structure``, ``init``, ``base``, ``beta``, ``fit_steps``; None =
+    not given):
     each name takes those of ``REWARD_MATRIX_OPTIONS[name]`` (``fixed``: ``init`` is U) and any other one raises
     a ValueError naming it; the type's constructor validates the values.
     """
@@ -569,5 +570,10 @@ def make_reward_matrix(name: str, entropy_weight: float = 1.0, **options: Any) -
     if name == "state_learned":
         from mbrl_po.objectives.state_reward_matrix import StateLearnedRewardMatrix
 
+        if "fit_steps" in given:  # the heuristic's option: there is one only as a base or the residual init
+            if given.get("base") is None and given.get("init") != "residual":
+                raise ValueError(f"fit_steps: got {given['fit_steps']!r} for reward_matrix='state_learned' with "
+                                 f"no heuristic; allowed only with base='residual' or init='residual'")
+            given["heuristic"] = {"fit_steps": given.pop("fit_steps")}
         return StateLearnedRewardMatrix(entropy_weight, **given)
     return LearnedRewardMatrix(entropy_weight, **given)
