@@ -173,16 +173,26 @@ def prune_superseded(runs_csv: str | Path, keep: set[str]) -> list[str]:
         columns = list(rows[0].keys())
         target = runs_csv.with_name("superseded.csv")
         for path, part, append in ((target, old, True), (runs_csv, [r for r in rows if r["trial_id"] in keep], False)):
-            existing = read_csv(path) if append else []
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-                w.writeheader()
-                w.writerows([*existing, *part])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_csv_atomic(path, columns, [*(read_csv(path) if append else []), *part])
     return sorted({r["trial_id"] for r in old})
+
+
+def write_csv_atomic(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` to ``path`` through a temporary file in its folder, fsynced and renamed over it (a reader
+    sees the old file or the new one, never half of it). The caller holds :func:`file_lock` when it must."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 LOST_COLUMNS = (*ROW_COLUMNS, "lost_attempt")
@@ -227,14 +237,7 @@ def keep_lost_attempts(lost_csv: str | Path, rows: Sequence[dict[str, str]]) -> 
             attempts[tid] += 1
         out = [{**{k: r.get(k, "") for k in ROW_COLUMNS}, "lost_attempt": attempts[r["trial_id"]]} for r in new]
         if out:
-            fd, tmp = tempfile.mkstemp(dir=lost_csv.parent, prefix=f".{lost_csv.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=LOST_COLUMNS, lineterminator="\n")
-                w.writeheader()
-                w.writerows([*have, *out])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, lost_csv)
+            write_csv_atomic(lost_csv, LOST_COLUMNS, [*have, *out])
     return len(out)
 
 
