@@ -206,12 +206,13 @@ def test_the_names_are_declared_once_and_map_to_their_types():
                                                               "fixed", "state_inverse_cov", "state_learned")
     assert REWARD_MATRIX_NAMES == tuple(n for n in REWARD_MATRICES if n not in NEEDS_A_MATRIX)  # the config's
     assert "fixed" not in REWARD_MATRIX_NAMES
-    valid = {"covariance": "marginal", "structure": "full", "init": SPD, "base": None, "beta": 0.5}
+    valid = {"covariance": "marginal", "structure": "full", "init": SPD, "base": None, "beta": 0.5, "fit_steps": 4}
     expected = {"identity": FixedRewardMatrix, "fixed": FixedRewardMatrix, "scaled": HeuristicRewardMatrix,
                 "inverse_cov": HeuristicRewardMatrix, "learned": LearnedRewardMatrix,
                 "state_inverse_cov": StateHeuristicRewardMatrix, "state_learned": StateLearnedRewardMatrix}
     for name, takes in REWARD_MATRIX_OPTIONS.items():
-        opts = {k: (0.5 if name == "state_learned" and k == "init" else valid[k]) for k in takes
+        # state_learned: the residual init, whose heuristic takes fit_steps
+        opts = {k: ("residual" if name == "state_learned" and k == "init" else valid[k]) for k in takes
                 if not (name == "scaled" and k == "structure")}
         rm = make_reward_matrix(name, 1.0, **opts)  # every listed option is one the type takes
         assert type(rm) is expected[name] and rm.kind == name

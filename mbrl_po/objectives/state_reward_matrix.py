@@ -229,7 +229,56 @@ def _describe_u(u: torch.Tensor) -> dict[str, float]:
             "u_log_sd_x": float(log_u.std(0, unbiased=False).mean()) if u.shape[0] > 1 else 0.0}
 
 
-class StateFixedRewardMatrix(RewardMatrix):
+class _StateRewardMatrix(RewardMatrix):
+    """What the diagonal U(x) types share: T (``_dim``) from :meth:`setup`, the last held-out inputs for
+    :meth:`describe` (``_ref``), no single :meth:`matrix`. The networked types also keep ``_center`` (T,), the log
+    marginal variance of the first targets (:meth:`_setup_center`)."""
+
+    state_dependent = True
+    _dim: int | None
+    _center: torch.Tensor | None
+    _ref: torch.Tensor | None
+
+    @property
+    def ready(self) -> bool:
+        return self._dim is not None
+
+    def _setup_center(self, train_targets: torch.Tensor) -> bool:
+        """T and the log marginal variance at the first setup (or a new T), then True (the caller resets its
+        nets); at a later setup on another device, everything moved there (:meth:`_move`), then False."""
+        dim = int(train_targets.shape[-1])
+        dev = train_targets.device
+        if self._dim != dim or self._center is None:
+            self._dim, self._center, self._ref = dim, _log_marginal_var(train_targets).to(dev), None
+            return True
+        if self._center.device != dev:
+            self._center = self._center.to(dev)
+            if self._ref is not None:
+                self._ref = self._ref.to(dev)
+            self._move(dev)
+        return False
+
+    def _move(self, dev: torch.device) -> None:
+        """Move the type's own nets (and their optimizer state) to ``dev``, in place."""
+
+    def _remember(self, inputs: torch.Tensor) -> None:
+        self._ref = inputs[:DESCRIBE_ROWS].detach().clone()
+
+    def matrix(self) -> torch.Tensor:
+        raise ValueError(f"reward_matrix: {self.kind!r} depends on x; use diagonal_at(inputs)")
+
+    def is_diagonal(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, float]:
+        """``u_mean_diag`` and ``u_log_sd_x`` over the last held-out inputs ({} before any)."""
+        if self._ref is None:
+            return {}
+        with torch.no_grad():
+            return _describe_u(self.diagonal_at(self._ref))
+
+
+class StateFixedRewardMatrix(_StateRewardMatrix):
     """A given diagonal U(x) (kind ``state_fixed``; an object, not a name): e.g. the oracle (λ/2)/σ²(x) of known
     data, or any other weighting.
 
@@ -241,7 +290,6 @@ class StateFixedRewardMatrix(RewardMatrix):
     """
 
     kind = "state_fixed"
-    state_dependent = True
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], entropy_weight: float | None = None,
                  entropy_scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -255,16 +303,12 @@ class StateFixedRewardMatrix(RewardMatrix):
         self._dim: int | None = None
         self._ref: torch.Tensor | None = None
 
-    @property
-    def ready(self) -> bool:
-        return self._dim is not None
-
     def setup(self, train_targets: torch.Tensor) -> None:
         self._dim = int(train_targets.shape[-1])
 
     def observe_residuals(self, residuals: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
         if inputs is not None:
-            self._ref = inputs[:DESCRIBE_ROWS].detach().clone()
+            self._remember(inputs)
 
     def diagonal_at(self, inputs: torch.Tensor) -> torch.Tensor:
         u = self.fn(inputs)
@@ -276,18 +320,6 @@ class StateFixedRewardMatrix(RewardMatrix):
     def entropy_scale_at(self, inputs: torch.Tensor) -> torch.Tensor | None:
         return None if self.entropy_scale_fn is None else self.entropy_scale_fn(inputs)
 
-    def matrix(self) -> torch.Tensor:
-        raise ValueError("reward_matrix: U depends on x here; use diagonal_at(inputs)")
-
-    def is_diagonal(self) -> bool:
-        return True
-
-    def describe(self) -> dict[str, float]:
-        if self._ref is None:
-            return {}
-        with torch.no_grad():
-            return _describe_u(self.diagonal_at(self._ref))
-
     def state_dict(self) -> dict[str, Any]:
         """``kind`` and ``dim`` (the function is code, not state)."""
         return {"kind": self.kind, "dim": self._dim}
@@ -297,7 +329,7 @@ class StateFixedRewardMatrix(RewardMatrix):
         self._dim = state["dim"]
 
 
-class StateHeuristicRewardMatrix(RewardMatrix):
+class StateHeuristicRewardMatrix(_StateRewardMatrix):
     """U(x) = (λ/2) / σ̂²(x) per dim (kind ``state_inverse_cov``), σ̂²(x) a :class:`VarianceNet` fitted by NLL to
     the held-out residuals of the current mean after every held-out evaluation.
 
@@ -326,7 +358,6 @@ class StateHeuristicRewardMatrix(RewardMatrix):
     """
 
     kind = "state_inverse_cov"
-    state_dependent = True
 
     def __init__(
         self,
@@ -364,29 +395,16 @@ class StateHeuristicRewardMatrix(RewardMatrix):
         self.last_val_nll = math.nan
 
     # ------------------------------------------------------------------ hooks
-    @property
-    def ready(self) -> bool:
-        return self._dim is not None
-
     def setup(self, train_targets: torch.Tensor) -> None:
         """T and, at the first setup (or a new T), the marginal variance the net starts at and is bounded around."""
-        dim = int(train_targets.shape[-1])
-        dev = train_targets.device
-        if self._dim != dim or self._center is None:
-            self._dim, self._center = dim, _log_marginal_var(train_targets).to(dev)
-            self.net, self._optimizer, self._ref, self.fits = None, None, None, 0
-        elif self._center.device != dev:
-            self._move(dev)
+        if self._setup_center(train_targets):
+            self.net, self._optimizer, self.fits = None, None, 0
 
     def _move(self, dev: torch.device) -> None:
-        assert self._center is not None
-        self._center = self._center.to(dev)
         if self.net is not None:
             self.net.to(dev)  # in place: the optimizer keeps the same parameters
             if self._optimizer is not None:
                 self._optimizer.load_state_dict(self._optimizer.state_dict())  # moves its state to the params'
-        if self._ref is not None:
-            self._ref = self._ref.to(dev)
 
     def _ensure_net(self, in_dim: int, device: torch.device) -> VarianceNet:
         if self._dim is None or self._center is None:
@@ -410,7 +428,7 @@ class StateHeuristicRewardMatrix(RewardMatrix):
         steps = self.first_fit_steps if self.fits == 0 else self.fit_steps
         self.last_val_nll = fit_log_variance(net, self._optimizer, inputs, sq, steps, self.val_fraction, self.seed)
         self.fits += 1
-        self._ref = inputs[:DESCRIBE_ROWS].detach().clone()
+        self._remember(inputs)
 
     # ------------------------------------------------------------------ U
     def log_variance(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -432,18 +450,6 @@ class StateHeuristicRewardMatrix(RewardMatrix):
             return None
         with torch.no_grad():
             return torch.exp(self.beta * self.log_variance(inputs))
-
-    def matrix(self) -> torch.Tensor:
-        raise ValueError(f"reward_matrix: {self.kind!r} depends on x; use diagonal_at(inputs)")
-
-    def is_diagonal(self) -> bool:
-        return True
-
-    def describe(self) -> dict[str, float]:
-        """``u_mean_diag`` and ``u_log_sd_x`` over the last held-out inputs ({} before any)."""
-        if self._ref is None:
-            return {}
-        return _describe_u(self.diagonal_at(self._ref))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -479,7 +485,7 @@ class StateHeuristicRewardMatrix(RewardMatrix):
             self._optimizer.load_state_dict(state["optimizer"])
 
 
-class StateLearnedRewardMatrix(RewardMatrix):
+class StateLearnedRewardMatrix(_StateRewardMatrix):
     """U_ψ(x) ≻ 0 diagonal, ψ a small network learned by :class:`~mbrl_po.training.bilevel.BilevelSolver`
     (kind ``state_learned``).
 
@@ -508,7 +514,6 @@ class StateLearnedRewardMatrix(RewardMatrix):
     """
 
     kind = "state_learned"
-    state_dependent = True
     learnable = True
 
     def __init__(
@@ -570,25 +575,17 @@ class StateLearnedRewardMatrix(RewardMatrix):
         """True while ``init="residual"`` waits for the first residuals."""
         return self._pending_residual_init
 
-    @property
-    def ready(self) -> bool:
-        return self._dim is not None
-
     # ------------------------------------------------------------------ hooks
     def setup(self, train_targets: torch.Tensor) -> None:
-        dim = int(train_targets.shape[-1])
-        dev = train_targets.device
-        if self._dim != dim or self._center is None:
-            self._dim, self._center, self.psi, self._ref = dim, _log_marginal_var(train_targets).to(dev), None, None
+        if self._setup_center(train_targets):
+            self.psi = None
             self._pending_residual_init = self.init == "residual"
-        elif self._center.device != dev:
-            self._center = self._center.to(dev)
-            if self.psi is not None:
-                self.psi.to(dev)  # in place: the same Parameters
-            if self._ref is not None:
-                self._ref = self._ref.to(dev)
         if self.heuristic is not None:
             self.heuristic.setup(train_targets)
+
+    def _move(self, dev: torch.device) -> None:
+        if self.psi is not None:
+            self.psi.to(dev)  # in place: the same Parameters
 
     def _ensure_psi(self, in_dim: int, device: torch.device) -> nn.Module:
         if self._dim is None or self._center is None:
@@ -617,7 +614,7 @@ class StateLearnedRewardMatrix(RewardMatrix):
             psi.load_state_dict(self.heuristic.net.state_dict())  # the same architecture and bounds
             self._pending_residual_init = False
             self.heuristic = None  # used once
-        self._ref = inputs[:DESCRIBE_ROWS].detach().clone()
+        self._remember(inputs)
 
     # ------------------------------------------------------------------ U
     def diagonal_at(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -633,19 +630,13 @@ class StateLearnedRewardMatrix(RewardMatrix):
         """The base heuristic's (a tempered one's σ̂^{2β}(x)); None without a base."""
         return None if self.base is None or self.heuristic is None else self.heuristic.entropy_scale_at(inputs)
 
-    def matrix(self) -> torch.Tensor:
-        raise ValueError(f"reward_matrix: {self.kind!r} depends on x; use diagonal_at(inputs)")
-
-    def is_diagonal(self) -> bool:
-        return True
-
     def describe(self) -> dict[str, float]:
         """``u_mean_diag`` and ``u_log_sd_x`` over the last held-out inputs ({} before any); with a base also
         ``u_correction``, the mean learned factor."""
         if self._ref is None or self.psi is None:
             return {}
+        out = super().describe()
         with torch.no_grad():
-            out = _describe_u(self.diagonal_at(self._ref))
             if self.base is not None:
                 b = self.correction_bound
                 out["u_correction"] = float(torch.exp(b * torch.tanh(self.psi(self._ref) / b)).mean())
