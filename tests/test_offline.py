@@ -261,3 +261,41 @@ def test_paper_comparison_table():
     assert lines[0].startswith("| `nll` | 3 | 2.000 ± ") and "4.594 ± 0.032" in lines[0] and "0.733 ± 0.008" in lines[0]
     assert "not in the paper" in lines[1]
     assert off.paper_comparison([], ("nll",)) == ""
+
+
+def test_state_variance_table_matches_a_direct_computation(tmp_path):
+    from benchmarks.harness import state_variance as sv
+
+    cfg = off.OfflineConfig(
+        setting="authors", num_transitions=250, epochs=3, seeds=(0,), segment_length=25, horizons=(1,),
+        variants=("pg-state-inverse_cov-fs4",), out_dir=tmp_path, progress=False,
+    )
+    data, _ = off.load_or_collect(cfg)
+    keep: dict = {}
+    off.fit_variant(cfg, "pg-state-inverse_cov-fs4", 0, data, keep=keep)
+    trainer = keep["trainer"]
+    rm = trainer.objective.reward_matrix
+    assert rm.kind == "state_inverse_cov" and rm.fit_steps == 4 and rm.fits >= 3  # one refit per update
+    rows = sv.variance_table(trainer, data)
+    model = trainer.model
+    t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.items()}
+    with torch.no_grad():
+        x = model.make_inputs(t["obs"], t["actions"])  # authors: raw inputs, absolute next states
+        pred = model.predict(t["obs"], t["actions"], members=model.elite_idx)
+        s2 = rm.log_variance(x).exp().numpy()
+    r2 = (pred.next_obs_mean.mean(0) - t["next_obs"]).pow(2).numpy() if pred.next_obs_mean.ndim == 3 else \
+        (pred.next_obs_mean - t["next_obs"]).pow(2).numpy()
+    var = pred.next_obs_std.pow(2).numpy()
+    var = var.mean(0) if var.ndim == 3 else var  # one member: the mixture is the member
+    assert len(rows) == data["obs"].shape[1]
+    for d in (0, 5):
+        assert rows[d]["r2"] == pytest.approx(r2[:, d].mean(), rel=1e-4)
+        assert rows[d]["sigma2_harmonic"] == pytest.approx(1.0 / (1.0 / s2[:, d]).mean(), rel=1e-4)
+        assert rows[d]["sigma2_harmonic"] <= rows[d]["sigma2_geo"] <= rows[d]["sigma2_mean"]  # HM <= GM <= AM
+        assert rows[d]["model_var_mean"] == pytest.approx(var[:, d].mean(), rel=1e-4)
+        assert -1.0 <= rows[d]["corr_log"] <= 1.0
+    with pytest.raises(ValueError, match="no variance net"):
+        keep2: dict = {}
+        off.fit_variant(cfg, "nll", 0, data, keep=keep2)
+        keep2["trainer"].objective.reward_matrix = type("NoNet", (), {"kind": "identity"})()
+        sv.variance_table(keep2["trainer"], data)

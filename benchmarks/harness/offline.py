@@ -580,13 +580,15 @@ def build_model(cfg: OfflineConfig, obs_dim: int, action_dim: int, seed: int) ->
 
 def fit_variant(
     cfg: OfflineConfig, variant: str, seed: int, train: dict[str, np.ndarray],
-    trace: list[dict[str, float]] | None = None,
+    trace: list[dict[str, float]] | None = None, keep: dict[str, Any] | None = None,
 ) -> tuple[GaussianEnsemble, dict[str, float]]:
     """Fit one variant on the training rows of one seed.
 
     Args:
         trace: if given, the trainer's per-epoch log (epoch, train_loss, holdout_nll, holdout_mse, U) is
             appended to it.
+        keep: if given, ``keep["trainer"]`` is set to the fitted :class:`DynamicsTrainer` (its objective and
+            reward matrix, for diagnostics such as :mod:`benchmarks.harness.state_variance`).
 
     Returns:
         The fitted model and fit facts: ``fit_time_s``, ``epochs_run``, ``best_epoch``, ``stopped_early``,
@@ -609,6 +611,8 @@ def fit_variant(
     fit_time = time.perf_counter() - t0
     if trace is not None:
         trace.extend(dict(row) for row in report.epochs)
+    if keep is not None:
+        keep["trainer"] = trainer
     extra = trainer.objective.extra_metrics()
     u = extra.get("u", extra.get("u_mean_diag", math.nan))
     return model, {
