@@ -294,6 +294,13 @@ def test_state_variance_table_matches_a_direct_computation(tmp_path):
         assert rows[d]["sigma2_harmonic"] <= rows[d]["sigma2_geo"] <= rows[d]["sigma2_mean"]  # HM <= GM <= AM
         assert rows[d]["model_var_mean"] == pytest.approx(var[:, d].mean(), rel=1e-4)
         assert -1.0 <= rows[d]["corr_log"] <= 1.0
+    # the files of a variant whose name has a dot (b0.5) keep it
+    cfg2 = off.OfflineConfig(setting="authors", num_transitions=250, epochs=2, seeds=(0,), segment_length=25,
+                             horizons=(1,), variants=("pg-state-inverse_cov-b0.5-fs4",), out_dir=tmp_path,
+                             progress=False)
+    (md,) = sv.run(cfg2)
+    assert md.name == "state_variance_authors_pg-state-inverse_cov-b0.5-fs4_score_s0.md"
+    assert md.with_name(md.name[:-3] + ".csv").exists() and "harmonic mean" in md.read_text()
     with pytest.raises(ValueError, match="no variance net"):
         keep2: dict = {}
         off.fit_variant(cfg, "nll", 0, data, keep=keep2)

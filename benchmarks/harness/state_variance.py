@@ -96,8 +96,9 @@ def run(cfg: OfflineConfig) -> list[Path]:
             keep: dict[str, Any] = {}
             fit_variant(cfg, variant, seed, train, keep=keep)
             rows = variance_table(keep["trainer"], test)
-            stem = out / f"state_variance_{cfg.setting}_{variant}_{cfg.estimator}_s{seed}"
-            with open(stem.with_suffix(".csv"), "w", newline="") as f:
+            stem = f"state_variance_{cfg.setting}_{variant}_{cfg.estimator}_s{seed}"  # no with_suffix: "b0.5"
+            md, csv_path = out / f"{stem}.md", out / f"{stem}.csv"
+            with open(csv_path, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
                 w.writeheader()
                 w.writerows(rows)
@@ -117,8 +118,8 @@ def run(cfg: OfflineConfig) -> list[Path]:
                                 "model var geo", "corr(log σ̂², log var)", "mean r²/σ̂²", "mean r²/var"],
                                [[str(r["dim"]), *(f"{r[k]:.4g}" for k in COLUMNS[1:])] for r in rows]),
             ]
-            stem.with_suffix(".md").write_text("\n".join(text))
-            written.append(stem.with_suffix(".md"))
+            md.write_text("\n".join(text))
+            written.append(md)
             print(f"[state_variance] {variant} seed {seed}: {text[2].strip()}", flush=True)
     return written
 
