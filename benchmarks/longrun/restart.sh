@@ -2,14 +2,30 @@
 # First thing in a session: restart the long runs the last session left (they resume from their checkpoints;
 # finished trials are skipped). Core 1: the MBPO trials; core 0 (the development core, lowest priority): the SAC
 # floors, then PETS. Recreates the fixed worktree at COMMIT when the machine is new.
-# usage: benchmarks/longrun/restart.sh [COMMIT]   (default: the commit the running trials use, bb55f71)
+#
+# Each core runs its patterns one after the other (run_locomotion.sh per pattern). A runner takes the unfinished
+# trials of a pattern in the suite's order, so put a trial that has a checkpoint first: otherwise an earlier trial
+# with none starts from step 0 while the half-done one waits (session 7 started MBPO-nll s1 after its machine lost
+# s0's checkpoints; the default below resumes s1 before anything else).
+# usage: [CORE1_PATTERNS="p1 p2"] [CORE0_PATTERNS="p3 p4"] benchmarks/longrun/restart.sh [COMMIT]
+#   (default commit: the one the running trials use, bb55f71)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 BENCH=${BENCH:-/work/bench}; MAIN=${MAIN:-/work/main}; LOGS=${LOGS:-/work/logs}; commit=${1:-bb55f71}
+CORE1_PATTERNS=${CORE1_PATTERNS:-"mbpo/*/nll/s1 mbpo/*"}
+CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-"sac/* pets/*"}}
 mkdir -p "$LOGS"
-[ -d "$BENCH" ] || git -C "$MAIN" worktree add "$BENCH" "$commit" --detach
+[ -d "$BENCH" ] || { git -C "$MAIN" worktree prune; git -C "$MAIN" worktree add "$BENCH" "$commit" --detach; }
 if pgrep -f "bench online locomotion" >/dev/null; then echo "locomotion runners already running:"; pgrep -af "bench online locomotion"; exit 0; fi
-setsid nohup "$here/run_locomotion.sh" 1 'mbpo/*' >> "$LOGS/loco_A.log" 2>&1 < /dev/null &
-AUTOGROUP_NICE=19 setsid nohup "$here/run_locomotion.sh" 0 "${CORE0_PATTERN:-sac/*}" >> "$LOGS/loco_B.log" 2>&1 < /dev/null &
+set -f  # the patterns are fnmatch patterns for the runner, not globs for this shell
+chain() {  # CORE PATTERN...: one runner per pattern, in turn
+  local core=$1; shift
+  for p in "$@"; do "$here/run_locomotion.sh" "$core" "$p"; done
+}
+export -f chain; export here
+# shellcheck disable=SC2086  # the pattern lists split on spaces
+setsid nohup bash -c 'set -f; chain "$@"' chain 1 $CORE1_PATTERNS >> "$LOGS/loco_A.log" 2>&1 < /dev/null &
+# shellcheck disable=SC2086
+AUTOGROUP_NICE=19 setsid nohup bash -c 'set -f; chain "$@"' chain 0 $CORE0_PATTERNS >> "$LOGS/loco_B.log" 2>&1 < /dev/null &
 pgrep -f snapshot_loop.sh >/dev/null || setsid nohup "$here/snapshot_loop.sh" > "$LOGS/snapshot.log" 2>&1 < /dev/null &
 sleep 2; pgrep -af "bench online locomotion|snapshot_loop"
