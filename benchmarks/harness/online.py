@@ -115,27 +115,13 @@ def append_rows(path: str | Path, rows: Sequence[dict[str, Any]], columns: Seque
         if extra:
             raise ValueError(f"row: unknown columns {sorted(extra)}, allowed {list(columns)}")
     with file_lock(path):
-        old = path.read_text() if path.exists() else ""
-        if old:
-            header = next(csv.reader([old.splitlines()[0]]))
+        old = read_csv(path)
+        if path.exists() and path.stat().st_size:
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), [])
             if header != list(columns):
                 raise ValueError(f"{path}: header got {header}, allowed {list(columns)}")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                if old:
-                    f.write(old if old.endswith("\n") else old + "\n")
-                w = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
-                if not old:
-                    w.writeheader()
-                w.writerows([{c: _cell(r.get(c)) for c in columns} for r in rows])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_csv_atomic(path, columns, [*old, *({c: _cell(r.get(c)) for c in columns} for r in rows)])
 
 
 def _cell(v: Any) -> str:

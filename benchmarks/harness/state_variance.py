@@ -11,7 +11,7 @@ does, same config id) and compares, per dim of the model's target units on the T
 
 A model whose variance cannot follow x but sees the varying U(x) ends, per dim, at the optimum of one constant
 variance under that U: σ² = λ / (2·mean U(x)), the *harmonic* mean of σ̂²(x), far below r² when σ̂² is
-heavy-tailed. Outputs ``state_variance_<setting>_<variant>_s<seed>.md`` and ``.csv`` in ``--out``.
+heavy-tailed. Outputs ``state_variance_<setting>_<variant>_<estimator>_s<seed>.md`` and ``.csv`` in ``--out``.
 
     python -m benchmarks.harness.state_variance --setting authors --variants pg-state-inverse_cov-fs4 --seeds 0 \\
         --data /work/offline_data/halfcheetah_20k_seed0.npz --out docs/results/offline/state_dependent/variance
@@ -35,6 +35,7 @@ from benchmarks.harness.offline import (
     data_fingerprint,
     fit_variant,
     load_or_collect,
+    mixture_moments,
     split_by_segment,
 )
 from benchmarks.harness.stats import markdown_table
@@ -62,8 +63,7 @@ def variance_table(trainer: Any, test: dict[str, np.ndarray]) -> list[dict[str, 
     x = model.make_inputs(t["obs"], t["actions"])
     y = model.make_targets(t["obs"], t["next_obs"], t["rewards"])
     mean, logvar = model(x, model.elite_idx)
-    mu = mean.mean(0)
-    var = (logvar.exp() + mean.pow(2)).mean(0) - mu.pow(2)  # moment-matched over the elites
+    mu, var = mixture_moments(mean, (0.5 * logvar).exp())  # moment-matched over the elites
     r2 = (y - mu).pow(2)
     s2 = heur.log_variance(x).exp()
     ls, lm = s2.log(), var.clamp_min(1e-30).log()
