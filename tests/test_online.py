@@ -512,3 +512,14 @@ def test_a_trial_held_by_another_sweep_is_refused_not_joined(tmp_path):
     assert held.read_metrics() == []  # nothing was written into it
     held.release_lock()
     assert "rows" in online.run_trial_safe(t.payload(), str(sweep.runs_root), "test")
+
+
+def test_read_csv_of_a_file_being_written_returns_only_its_whole_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    assert read_csv(path) == []  # not created yet
+    path.write_text("env_step,return")  # the header is being written
+    assert read_csv(path) == []
+    path.write_text("env_step,return\r\n1,2.5\r\n3,4")  # the second row is being written: it may be cut short
+    assert read_csv(path) == [{"env_step": "1", "return": "2.5"}]
+    path.write_text("env_step,return\r\n1,2.5\r\n3,4.25\r\n")  # finished: nothing is left out
+    assert read_csv(path) == [{"env_step": "1", "return": "2.5"}, {"env_step": "3", "return": "4.25"}]

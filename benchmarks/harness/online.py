@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import io
 import os
 import platform
 import socket
@@ -133,12 +134,22 @@ def _cell(v: Any) -> str:
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a CSV (empty when the file does not exist)."""
+    """Rows of a CSV (empty when the file does not exist), safe on a file that a running trial is appending to.
+
+    The file is read in one go and then parsed, so a writer appending between two reads cannot hand the parser
+    rows after it saw an empty header (``csv.DictReader`` then fails with ``TypeError``); a last line without its
+    newline (a row or header being written) is left out, as it may be cut short. Every file written through
+    :mod:`csv` ends its lines with a newline, so a finished file loses nothing.
+    """
     path = Path(path)
-    if not path.exists():
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    if text and not text.endswith(("\n", "\r")):
+        text = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def prune_superseded(runs_csv: str | Path, keep: set[str]) -> list[str]:
