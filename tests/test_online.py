@@ -523,3 +523,5 @@ def test_read_csv_of_a_file_being_written_returns_only_its_whole_rows(tmp_path):
     assert read_csv(path) == [{"env_step": "1", "return": "2.5"}]
     path.write_text("env_step,return\r\n1,2.5\r\n3,4.25\r\n")  # finished: nothing is left out
     assert read_csv(path) == [{"env_step": "1", "return": "2.5"}, {"env_step": "3", "return": "4.25"}]
+    path.write_text("env_step,return\r\n1,2.5\r\n3,4.25")  # edited by hand: its last line lacks its newline
+    assert read_csv(path, whole_lines=False)[-1] == {"env_step": "3", "return": "4.25"}

@@ -133,13 +133,15 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def read_csv(path: str | Path) -> list[dict[str, str]]:
+def read_csv(path: str | Path, whole_lines: bool = True) -> list[dict[str, str]]:
     """Rows of a CSV (empty when the file does not exist), safe on a file that a running trial is appending to.
 
     The file is read in one go and then parsed, so a writer appending between two reads cannot hand the parser
-    rows after it saw an empty header (``csv.DictReader`` then fails with ``TypeError``); a last line without its
-    newline (a row or header being written) is left out, as it may be cut short. Every file written through
-    :mod:`csv` ends its lines with a newline, so a finished file loses nothing.
+    rows after it saw an empty header (``csv.DictReader`` then fails with ``TypeError``). With ``whole_lines``
+    (for the files the harness writes: metrics, runs, partial, lost), a last line without its newline (a row or
+    header being written) is left out, as it may be cut short; every file written through :mod:`csv` ends its
+    lines with a newline, so a finished one loses nothing. Pass ``whole_lines=False`` for a file edited by hand,
+    whose last line may lack its newline.
     """
     path = Path(path)
     try:
@@ -147,7 +149,7 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
             text = f.read()
     except FileNotFoundError:
         return []
-    if text and not text.endswith(("\n", "\r")):
+    if whole_lines and text and not text.endswith(("\n", "\r")):
         text = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
     return list(csv.DictReader(io.StringIO(text, newline="")))
 

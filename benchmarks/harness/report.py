@@ -154,7 +154,7 @@ def env_family(env_id: str) -> str:
 def load_anchors(path: str | Path | None = None) -> list[Anchor]:
     """The curves of ``benchmarks/anchors/published.csv`` (columns env, agent, source, step, return_mean,
     return_min, return_max, n_seeds); none when the file is absent (an installed package without a checkout)."""
-    rows = read_csv(ANCHORS_CSV if path is None else path)
+    rows = read_csv(ANCHORS_CSV if path is None else path, whole_lines=False)
     curves: dict[tuple[str, str, str], list[tuple[int, float, str]]] = defaultdict(list)
     for r in rows:
         n = f"n={r['n_seeds']}" if r.get("n_seeds") else ""
