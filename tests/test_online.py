@@ -525,3 +525,11 @@ def test_read_csv_of_a_file_being_written_returns_only_its_whole_rows(tmp_path):
     assert read_csv(path) == [{"env_step": "1", "return": "2.5"}, {"env_step": "3", "return": "4.25"}]
     path.write_text("env_step,return\r\n1,2.5\r\n3,4.25")  # edited by hand: its last line lacks its newline
     assert read_csv(path, whole_lines=False)[-1] == {"env_step": "3", "return": "4.25"}
+
+
+def test_the_curve_band_is_drawn_from_three_seeds_on():
+    assert report.band([100.0, 300.0]) == (200.0, 200.0, 200.0)  # n = 2: the t band (±1,270) would hide the plot
+    m, lo, hi = report.band([100.0, 200.0, 300.0])
+    half = 4.302653 * 100.0 / np.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
+    assert m == pytest.approx(200.0) and lo == pytest.approx(200.0 - half, rel=1e-5)
+    assert hi == pytest.approx(200.0 + half, rel=1e-5)

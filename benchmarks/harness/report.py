@@ -330,10 +330,24 @@ def plot_name(task: str) -> str:
     return f"curve_{re.sub(r'[^A-Za-z0-9_.-]+', '_', task)}.png"
 
 
+#: the fewest seeds whose 95% band is drawn: at n = 2 the Student-t half-width is 12.7 / sqrt(2) = 9 standard
+#: deviations of the two seeds, a band that says nothing and sets the plot's scale; the two seed lines stand in
+MIN_BAND_SEEDS = 3
+
+
+def band(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high) of a curve's band at one step: the mean ± its 95% Student-t half-width when there are
+    at least :data:`MIN_BAND_SEEDS` values, else no band (low = high = mean)."""
+    m, h, n = mean_ci(values)
+    if n < MIN_BAND_SEEDS:
+        return m, m, m
+    return m, m - h, m + h
+
+
 def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[Anchor] = (),
               running: set[str] | None = None,
               lost: Sequence[tuple[tuple[str, int, int], Group]] = ()) -> Path:
-    """Eval return vs env steps: per group the mean over seeds with its 95% band (where n >= 2), every seed
+    """Eval return vs env steps: per group the mean over seeds with its 95% band (:func:`band`), every seed
     as a thin line, lost attempts (:func:`lost_attempts`) dash-dotted in their group's colour, and the
     published anchors of the task's env family (dotted, grey tones)."""
     running = running or set()
@@ -349,12 +363,12 @@ def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[
         xs, ms, lo, hi, ns = [], [], [], [], []
         for s in steps:
             vals = [float(c[s]["eval_return"]) for c in g.curves.values() if s in c]
-            m, h, n = mean_ci(vals)
+            m, low, high = band(vals)
             xs.append(s)
             ms.append(m)
-            ns.append(n)
-            lo.append(m - h if n > 1 else m)
-            hi.append(m + h if n > 1 else m)
+            ns.append(len(vals))
+            lo.append(low)
+            hi.append(high)
         style = "--" if g.agent == "sac" else "-"
         live = any(r["trial_id"] in running for c in g.curves.values() for r in c.values())
         (line,) = ax.plot(xs, ms, style, marker="o", ms=3,
@@ -385,7 +399,7 @@ def plot_task(task: str, groups: Sequence[Group], path: Path, anchors: Sequence[
             ax.plot([pts[0][0]], [pts[0][1]], "*", color=greys[i % 3], ms=9, label=label)
         else:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], ":", color=greys[i % 3], lw=1.5, label=label)
-    ax.set_title(f"{task} ({', '.join(env_ids)}): eval return, mean ± 95% CI", fontsize=9)
+    ax.set_title(f"{task} ({', '.join(env_ids)}): eval return, mean ± 95% CI (n ≥ {MIN_BAND_SEEDS})", fontsize=9)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return")
     ax.grid(alpha=0.3)
