@@ -533,3 +533,27 @@ def test_the_curve_band_is_drawn_from_three_seeds_on():
     half = 4.302653 * 100.0 / np.sqrt(3)  # t(0.975, 2) x sd / sqrt(n)
     assert m == pytest.approx(200.0) and lo == pytest.approx(200.0 - half, rel=1e-5)
     assert hi == pytest.approx(200.0 + half, rel=1e-5)
+
+
+def test_equal_step_table_sets_every_seed_and_lost_attempt_side_by_side_per_window():
+    def rows(tid: str, obj: str, seed: int, last: int, scale: float) -> list[dict]:
+        return [{"agent": "mbpo", "env_id": "Hopper-v5", "task": "hopper", "objective": obj,
+                 "u_option": "" if obj == "nll" else "inverse_cov-residual", "seed": str(seed), "env_step": str(s),
+                 "eval_return": str(s * scale), "trial_id": tid, "config_hash": "h", "commit": "c",
+                 "wall_time": "1", "lost_attempt": "1"} for s in range(1000, last + 1, 1000)]
+
+    groups = report.build_groups(rows("n0", "nll", 0, 20000, 0.1) + rows("p0", "pg", 0, 15000, 0.2))["hopper"]
+    lost = report.lost_attempts(rows("n0", "nll", 0, 12000, 0.3))["hopper"]
+    text = report.equal_step_table(groups, lost, running={"p0"})
+    lines = [ln for ln in text.splitlines() if ln.startswith("| mbpo")]
+    # 20k steps -> 2k windows; window (0, 2k] holds the evaluations at 1k and 2k
+    assert lines[0] == ("| mbpo nll | 0 | done | 20000 | 150 | 350 | 550 | 750 | 950 | 1150 | 1350 | 1550 | 1750 "
+                        "| 1950 |")
+    assert lines[1] == ("| mbpo nll | 0 | lost attempt 1 | 12000 | 450 | 1050 | 1650 | 2250 | 2850 | 3450 "
+                        "| — | — | — | — |")
+    # the running PG trial stopped at 15k: its 14-16k window is not covered, so it is not compared
+    assert lines[2] == ("| mbpo pg-inverse_cov-residual | 0 | running | 15000 | 300 | 700 | 1100 | 1500 | 1900 "
+                        "| 2300 | 2700 | — | — | — |")
+    assert "2000-step window" in text
+    assert report.equal_step_table(report.build_groups(rows("n0", "nll", 0, 5000, 1.0))["hopper"]) == ""
+    assert [report.window_width(s) for s in (5000, 20000, 21000, 100000, 125000)] == [1000, 2000, 5000, 10000, 20000]

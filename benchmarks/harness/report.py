@@ -10,7 +10,8 @@ run with several configs). Budgets of a task: the final env step of each group o
 Besides the returns: every seed's own curve summary (last evaluation, mean over the last 10% of its steps,
 best, wall minutes per 1,000 env steps of its one-core run), the model metrics at the final budget, and for
 every PG variant its seed-paired difference to the same agent's ``nll`` (positive: PG is better) with a 95%
-interval.
+interval. Where an agent ran NLL and another model objective, every seed's mean return per window of env steps
+(:func:`equal_step_table`), lost attempts beside the trial of the same seed: the early curves, side by side.
 """
 
 from __future__ import annotations
@@ -193,6 +194,69 @@ def seed_rows(g: Group, running: set[str]) -> list[list[str]]:
     return out
 
 
+#: window widths (env steps) that :func:`equal_step_table` picks from: the smallest giving at most 10 windows
+WINDOW_WIDTHS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
+
+
+def window_width(last_step: int, max_windows: int = 10) -> int:
+    """The smallest of :data:`WINDOW_WIDTHS` that splits ``[0, last_step]`` into at most ``max_windows`` windows."""
+    return next((w for w in WINDOW_WIDTHS if last_step <= w * max_windows), WINDOW_WIDTHS[-1])
+
+
+def window_means(curve: dict[int, dict[str, str]], width: int, n_windows: int) -> list[float | None]:
+    """Mean eval return over each window ``(k*width, (k+1)*width]``, k < ``n_windows``, of one seed's curve;
+    None where the curve has no evaluation in the window or stops before the window's end (a window is
+    compared only when the attempt covered all of it)."""
+    last = max(curve)
+    out: list[float | None] = []
+    for k in range(n_windows):
+        lo, hi = k * width, (k + 1) * width
+        vals = [float(r["eval_return"]) for st, r in curve.items()
+                if lo < st <= hi and r.get("eval_return") not in ("", None)]
+        out.append(sum(vals) / len(vals) if vals and last >= hi else None)
+    return out
+
+
+def equal_step_table(groups: Sequence[Group], lost: Sequence[tuple[tuple[str, int, int], Group]] = (),
+                     running: set[str] | None = None) -> str:
+    """Markdown: for each agent run with NLL and at least one other model objective, every seed's mean eval
+    return per window of env steps, side by side, lost attempts included (they are evidence of the early
+    curve, and count in no other table). '' when no agent has two model objectives."""
+    running = running or set()
+    agents = sorted({g.agent for g in groups if g.agent != "sac"})
+    pairs = [a for a in agents if any(g.objective == "nll" for g in groups if g.agent == a)
+             and any(g.objective != "nll" for g in groups if g.agent == a)]
+    if not pairs:
+        return ""
+    parts = []
+    for agent in pairs:
+        mine = [g for g in groups if g.agent == agent]
+        lost_mine = [(key, g) for key, g in lost if g.agent == agent]
+        last = max([g.final_step for g in mine] + [g.final_step for _, g in lost_mine])
+        width = window_width(last)
+        n_windows = max(1, last // width)  # windows that some attempt covered in full
+        rows = []
+        for g in mine:
+            for seed in sorted(g.curves):
+                c = g.curves[seed]
+                state = "running" if c[max(c)]["trial_id"] in running else "done"
+                rows.append((g.objective != "nll", seed, 0, [g.label, str(seed), state, str(max(c))], c))
+        for (lbl, seed, att), g in lost_mine:
+            c = g.curves[seed]
+            rows.append((g.objective != "nll", seed, att, [lbl, str(seed), f"lost attempt {att}", str(max(c))], c))
+        rows.sort(key=lambda r: (r[1], r[0], r[3][0], r[2]))
+        body = [[*head, *("—" if v is None else f"{v:.0f}" for v in window_means(c, width, n_windows))]
+                for *_, head, c in rows]
+        parts.append(f"Every {agent} seed at equal env steps: its mean eval return over each {width}-step window "
+                     "(evaluations after the window's start, up to and including its end; '—': the attempt did not "
+                     "cover the window). Lost attempts are listed beside the trial of the same seed, which "
+                     "restarted from step 0 with the same config, possibly on another machine.\n")
+        parts.append(markdown_table(["agent objective", "seed", "state", "last step",
+                                     *(f"{k * width // 1000}–{(k + 1) * width // 1000}k" for k in range(n_windows))],
+                                    body))
+    return "\n".join(parts)
+
+
 def _cell(values: dict[int, float], digits: int = 1) -> str:
     if not values:
         return "—"
@@ -289,6 +353,9 @@ def summarize(rows: Sequence[dict[str, str]], suite: str, source: str, running: 
                  "wall min / 1k steps", "commit"],
                 [[lbl, str(seed), str(att), *seed_rows(g, set())[0][3:], g.curves[seed][max(g.curves[seed])]["commit"]]
                  for (lbl, seed, att), g in lost_by_task[task]]))
+        eq = equal_step_table(groups, lost_by_task.get(task, ()), running)
+        if eq:
+            out.append(eq)
         # model quality and PG-vs-NLL at each agent's own final budget (agents of one task may run for
         # different numbers of steps, e.g. PETS 1000 and MBPO 2000 on InvertedPendulum)
         finals = {g.agent: max(x.final_step for x in groups if x.agent == g.agent) for g in groups}
