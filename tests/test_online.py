@@ -554,6 +554,10 @@ def test_equal_step_table_sets_every_seed_and_lost_attempt_side_by_side_per_wind
     # the running PG trial stopped at 15k: its 14-16k window is not covered, so it is not compared
     assert lines[2] == ("| mbpo pg-inverse_cov-residual | 0 | running | 15000 | 300 | 700 | 1100 | 1500 | 1900 "
                         "| 2300 | 2700 | — | — | — |")
-    assert "2000-step window" in text
+    assert "2000-step window" in text and "| 0–2k | 2–4k |" in text
     assert report.equal_step_table(report.build_groups(rows("n0", "nll", 0, 5000, 1.0))["hopper"]) == ""
-    assert [report.window_width(s) for s in (5000, 20000, 21000, 100000, 125000)] == [1000, 2000, 5000, 10000, 20000]
+    assert [report.window_width(s) for s in (1000, 5000, 20000, 21000, 100000, 125000)] == \
+        [100, 500, 2000, 5000, 10000, 20000]
+    small = report.build_groups(rows("n0", "nll", 0, 1000, 1.0) + rows("p0", "pg", 0, 1000, 1.0))["hopper"]
+    assert "| mbpo nll | 0 | done | 1000 | — | — | — | — | — | — | — | — | — | 1000 |" in report.equal_step_table(small)
+    assert "0.9–1k" in report.equal_step_table(small)

@@ -195,7 +195,7 @@ def seed_rows(g: Group, running: set[str]) -> list[list[str]]:
 
 
 #: window widths (env steps) that :func:`equal_step_table` picks from: the smallest giving at most 10 windows
-WINDOW_WIDTHS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
+WINDOW_WIDTHS = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
 
 
 def window_width(last_step: int, max_windows: int = 10) -> int:
@@ -252,7 +252,7 @@ def equal_step_table(groups: Sequence[Group], lost: Sequence[tuple[tuple[str, in
                      "cover the window). Lost attempts are listed beside the trial of the same seed, which "
                      "restarted from step 0 with the same config, possibly on another machine.\n")
         parts.append(markdown_table(["agent objective", "seed", "state", "last step",
-                                     *(f"{k * width // 1000}–{(k + 1) * width // 1000}k" for k in range(n_windows))],
+                                     *(f"{k * width / 1000:g}–{(k + 1) * width / 1000:g}k" for k in range(n_windows))],
                                     body))
     return "\n".join(parts)
 
