@@ -555,6 +555,7 @@ def test_equal_step_table_sets_every_seed_and_lost_attempt_side_by_side_per_wind
     assert lines[2] == ("| mbpo pg-inverse_cov-residual | 0 | running | 15000 | 300 | 700 | 1100 | 1500 | 1900 "
                         "| 2300 | 2700 | — | — | — |")
     assert "2000-step window" in text and "| 0–2k | 2–4k |" in text
+    assert "Lost attempts are listed" in text and "Lost attempts" not in report.equal_step_table(groups)
     assert report.equal_step_table(report.build_groups(rows("n0", "nll", 0, 5000, 1.0))["hopper"]) == ""
     assert [report.window_width(s) for s in (1000, 5000, 20000, 21000, 100000, 125000)] == \
         [100, 500, 2000, 5000, 10000, 20000]

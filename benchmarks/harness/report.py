@@ -249,8 +249,9 @@ def equal_step_table(groups: Sequence[Group], lost: Sequence[tuple[tuple[str, in
                 for *_, head, c in rows]
         parts.append(f"Every {agent} seed at equal env steps: its mean eval return over each {width}-step window "
                      "(evaluations after the window's start, up to and including its end; '—': the attempt did not "
-                     "cover the window). Lost attempts are listed beside the trial of the same seed, which "
-                     "restarted from step 0 with the same config, possibly on another machine.\n")
+                     "cover the window)." + (" Lost attempts are listed beside the trial of the same seed, which "
+                                             "restarted from step 0 with the same config, possibly on another "
+                                             "machine." if lost_mine else "") + "\n")
         parts.append(markdown_table(["agent objective", "seed", "state", "last step",
                                      *(f"{k * width / 1000:g}–{(k + 1) * width / 1000:g}k" for k in range(n_windows))],
                                     body))
