@@ -2,7 +2,7 @@
 # First thing in a session: restart the long runs the last session left (they resume from their checkpoints;
 # finished trials are skipped). Each core runs MBPO trials, core 0 (the development core) at the lowest priority;
 # the finished SAC and PETS patterns are skipped at once. Recreates the fixed worktree at COMMIT when the machine
-# is new.
+# is new, and the venv at VENV (default /work/venv) when it is missing.
 #
 # Each core runs its patterns one after the other (run_locomotion.sh per pattern). A runner takes the unfinished
 # trials of a pattern in the suite's order, so put a trial that has a checkpoint first: otherwise an earlier trial
@@ -20,6 +20,12 @@ CORE1_PATTERNS=${CORE1_PATTERNS:-"mbpo/*/pg*/s1 mbpo/*/nll/s1 sac/*"}
 CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-"mbpo/*/pg*/s0 mbpo/*/nll/s0 pets/*"}}
 mkdir -p "$LOGS"
 [ -d "$BENCH" ] || { git -C "$MAIN" worktree prune; git -C "$MAIN" worktree add "$BENCH" "$commit" --detach; }
+export VENV=${VENV:-/work/venv}
+if [ ! -x "$VENV/bin/python" ]; then  # a new machine: the environment the README's quickstart makes (~2 min)
+  echo "no venv at $VENV: creating it"
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q torch==2.13.0 \
+    && "$VENV/bin/pip" install -q -e "$MAIN[dev,minari,ray,tensorboard]" || { echo "venv setup failed" >&2; exit 1; }
+fi
 if pgrep -f "bench online locomotion" >/dev/null; then echo "locomotion runners already running:"; pgrep -af "bench online locomotion"; exit 0; fi
 set -f  # the patterns are fnmatch patterns for the runner, not globs for this shell
 chain() {  # CORE PATTERN...: one runner per pattern, in turn
