@@ -562,3 +562,15 @@ def test_equal_step_table_sets_every_seed_and_lost_attempt_side_by_side_per_wind
     small = report.build_groups(rows("n0", "nll", 0, 1000, 1.0) + rows("p0", "pg", 0, 1000, 1.0))["hopper"]
     assert "| mbpo nll | 0 | done | 1000 | — | — | — | — | — | — | — | — | — | 1000 |" in report.equal_step_table(small)
     assert "0.9–1k" in report.equal_step_table(small)
+
+
+@pytest.mark.parametrize(("a", "b", "lower", "verdict"), [
+    ({0: 5.0, 1: 7.0}, {0: 5.0, 1: 7.0}, False, "equal in every pair"),   # identical curves: no interval
+    ({0: 6.0, 1: 8.0}, {0: 5.0, 1: 7.0}, False, "PG better"),             # +1 in each pair: zero-width CI off 0
+    ({0: 6.0, 1: 8.0}, {0: 5.0, 1: 7.0}, True, "PG worse"),               # the same, where lower is better
+    ({0: 6.0, 1: 6.0}, {0: 5.0, 1: 7.0}, False, "inside the CI"),         # +1 and -1
+    ({0: 6.0}, {0: 5.0, 1: 7.0}, False, "too few seeds"),
+])
+def test_paired_verdict_names_equal_pairs_and_reads_the_interval(a, b, lower, verdict):
+    m, h, n = report.paired_difference(a, b)
+    assert report._verdict(m, h, n, lower_is_better=lower) == verdict

@@ -277,6 +277,8 @@ def _verdict(m: float, h: float, n: int, lower_is_better: bool = False, who: str
         return "n/a"
     if n < 2 or math.isnan(h):
         return "too few seeds"
+    if m == 0 and h == 0:  # every pair equal, e.g. MBPO before its first model rollout: no interval to be inside
+        return "equal in every pair"
     if abs(m) <= h:
         return "inside the CI"
     better = m < 0 if lower_is_better else m > 0
