@@ -8,6 +8,7 @@
                                          run the harness of a checkout (benchmarks/harness/), from the checkout
     mbrl-po bench u-landscape ...        PG's likelihood over a fixed scalar U, the learned U placed on it
     mbrl-po bench planner-sweep ...      return against CPU per action of planner settings, on one PETS model
+    mbrl-po bench early-stop ...         MBPO's refits stopped on held-out NLL against held-out MSE
     mbrl-po bench online cpu             online suites: agents x tasks x objectives x seeds -> runs.csv
     mbrl-po report cpu                   tables and learning curves of a suite from its runs.csv alone
     mbrl-po collect --env halfcheetah --policy medium --steps 100000 --out data/datasets   (docs/datasets.md)
@@ -117,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES = ("offline", "u-landscape", "speed", "online", "planner-sweep")
+BENCHES = ("offline", "u-landscape", "speed", "online", "planner-sweep", "early-stop")
 HARNESS = ("benchmarks", "harness")  # the benchmark harness: a package of a checkout, not installed with mbrl_po
 
 
@@ -212,9 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # no -h here: `mbrl-po bench offline --help` must reach the benchmark's own parser
     p = sub.add_parser("bench", add_help=False,
-                       help="benchmarks: offline | u-landscape | speed | online SUITE | planner-sweep "
+                       help="benchmarks: offline | u-landscape | speed | online SUITE | planner-sweep | early-stop "
                             "(docs/results/README.md)")
-    p.add_argument("suite", nargs="?", help="offline | u-landscape | speed | online | planner-sweep")
+    p.add_argument("suite", nargs="?", help="offline | u-landscape | speed | online | planner-sweep | early-stop")
     p.set_defaults(func=None)
 
     p = sub.add_parser("report", help="regenerate docs/results/SUITE/summary.md and plots from runs.csv")

@@ -63,6 +63,7 @@ from mbrl_po.planning import OPTIMIZERS as _OPTIMIZERS
 from mbrl_po.planning import OptionError, optimizer_config, optimizer_options
 from mbrl_po.resources import shipped_config_dir
 from mbrl_po.training.bilevel import METHODS as BILEVEL_METHODS
+from mbrl_po.training.trainer import EARLY_STOP_METRICS
 
 # The choices a config accepts. Each is declared once, by the library module that implements it (imported
 # above); the config only adds its own (agent kinds, devices, where a planner's reward comes from).
@@ -83,6 +84,7 @@ SCHEMA_ADDED: dict[int, dict[str, Any]] = {
     2: {"objective.learned_init": "identity", "objective.learned_base": ""},
     3: {"planner.options": {}, "objective.options": {}},
     4: {"model.inference_precision": "float32"},
+    5: {"model.early_stop_metric": "nll"},
 }
 """What each schema version added to version 1 (the fields of the first recorded results): ``{version:
 {"section.field": the value it reads as when absent}}``. See the module docstring, "Identity"."""
@@ -184,6 +186,9 @@ class ModelSection:
     batch_size: int = 256
     max_epochs: int = 50  # per retraining round
     patience: int = 5
+    # schema 5: the held-out score of early stopping and the elites (DynamicsTrainer's early_stop_metric):
+    # "nll" (the recorded results) or "mse" (MBPO's and mbrl-lib's: the mean's squared error, raw units)
+    early_stop_metric: str = "nll"
     holdout_fraction: float = 0.1
     grad_clip: float = 10.0
     precision: str = "float32"  # training: the trainer's autocast
@@ -205,6 +210,7 @@ class ModelSection:
         _real("model.weight_decay", self.weight_decay, 0)
         _real("model.holdout_fraction", self.holdout_fraction, 0, 1, high_open=True)
         _real("model.grad_clip", self.grad_clip, 0, low_open=True)
+        _choice("model.early_stop_metric", self.early_stop_metric, EARLY_STOP_METRICS)
         _choice("model.precision", self.precision, PRECISIONS)
         _choice("model.inference_precision", self.inference_precision, PRECISIONS)
         _choice("model.activation", self.activation, ACTIVATIONS)

@@ -92,10 +92,13 @@ def test_bench_help_reaches_each_benchmark(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "planner-sweep", "--help"])
     assert e.value.code == 0 and "--settings" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "early-stop", "--help"])
+    assert e.value.code == 0 and "--refits" in capsys.readouterr().out
     assert main(["bench", "--help"]) == 0 and "u-landscape" in capsys.readouterr().out
     assert main(["bench"]) == 2
     assert main(["bench", "nope"]) == 2
-    allowed = "['offline', 'u-landscape', 'speed', 'online', 'planner-sweep']"
+    allowed = "['offline', 'u-landscape', 'speed', 'online', 'planner-sweep', 'early-stop']"
     assert f"bench: got 'nope', allowed {allowed}" in capsys.readouterr().err
 
 
@@ -120,6 +123,7 @@ BAD_VALUES = [
     (["--set", "model.holdout_fraction=1.5"], "model.holdout_fraction: got 1.5, allowed [0, 1)"),
     (["--set", "model.weight_decay=-1"], "model.weight_decay: got -1.0, allowed >= 0"),
     (["--set", "model.grad_clip=-1"], "model.grad_clip: got -1.0, allowed > 0"),
+    (["--set", "model.early_stop_metric=loss"], "model.early_stop_metric: got 'loss', allowed ['nll', 'mse']"),
     (["--set", "planner.elite_fraction=2"], "planner.elite_fraction: got 2.0, allowed (0, 1]"),
     (["--set", "planner.alpha=-3"], "planner.alpha: got -3.0, allowed [0, 1)"),
     (["--set", "planner.population=1"], "planner.population: got 1, allowed an integer >= 2"),

@@ -186,6 +186,25 @@ def test_a_newer_field_off_its_default_versions_the_hash_and_round_trips(tmp_pat
     assert load_run_config(path).config_hash() == "9128283c93"
 
 
+def test_early_stop_metric_mse_is_schema_5_and_reaches_the_trainer(tmp_path):
+    from mbrl_po.agents.common import build_trainer
+    from mbrl_po.config import load_run_config
+    from mbrl_po.models import GaussianEnsemble
+
+    base = load_agent_config("mbpo", "hopper", {})
+    mse = load_agent_config("mbpo", "hopper", {"model": {"early_stop_metric": "mse"}})
+    assert "early_stop_metric" not in base.to_toml() and base.schema_version() < 5  # recorded ids unchanged
+    assert mse.schema_version() == 5 and mse.to_dict()["schema"] == 5
+    assert mse.config_hash() != base.config_hash()
+    path = tmp_path / "config.toml"
+    path.write_text(mse.to_toml())
+    back = load_run_config(path)
+    assert back == mse and back.model.early_stop_metric == "mse"
+    model = GaussianEnsemble(11, 3, ensemble_size=2, num_elites=1, hidden_sizes=(8,))
+    assert build_trainer(mse, model).early_stop_metric == "mse"
+    assert build_trainer(base, model).early_stop_metric == "nll"
+
+
 def test_old_run_configs_load_with_their_hash(tmp_path):
     """A ``config.toml`` written before the later fields existed, and one that spells them at their default."""
     from mbrl_po.config import load_run_config

@@ -574,3 +574,33 @@ def test_equal_step_table_sets_every_seed_and_lost_attempt_side_by_side_per_wind
 def test_paired_verdict_names_equal_pairs_and_reads_the_interval(a, b, lower, verdict):
     m, h, n = report.paired_difference(a, b)
     assert report._verdict(m, h, n, lower_is_better=lower) == verdict
+
+
+def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path):
+    """benchmarks/harness/early_stop.py: a first fit and warm refits per criterion, from the same start."""
+    from benchmarks.harness import early_stop
+
+    rng = np.random.default_rng(0)
+
+    def npz(name, n):
+        obs = rng.normal(size=(n, 11)).astype(np.float32)
+        act = rng.uniform(-1, 1, size=(n, 3)).astype(np.float32)
+        ends = np.zeros(n, dtype=bool)
+        ends[::25] = True
+        np.savez(tmp_path / name, obs=obs, actions=act, next_obs=obs + 0.1 * np.tanh(obs) + 0.05 * act.sum(1)[:, None],
+                 rewards=obs[:, 0], terminated=ends, truncated=np.zeros(n, dtype=bool))
+        return tmp_path / name
+
+    train, test = npz("train.npz", 400), npz("test.npz", 100)
+    out = tmp_path / "out"
+    assert early_stop.main(["--data", str(train), "--test", str(test), "--start", "300", "--refits", "2",
+                            "--every", "50", "--max-epochs", "2", "--out", str(out)]) == 0
+    rows = read_csv(out / "refits.csv")
+    assert [(r["metric"], r["fit"], r["rows"]) for r in rows] == [
+        (m, f, n) for m in ("nll", "mse") for f, n in (("first", "300"), ("warm 1", "350"), ("warm 2", "400"))]
+    assert all(1 <= int(r["epochs"]) <= 2 and np.isfinite(float(r["test_rollout_rmse"])) for r in rows)
+    text = (out / "summary.md").read_text()
+    assert "| nll | 2 |" in text and "| mse | 2 |" in text  # the warm-refit means, one row per metric
+    with pytest.raises(SystemExit):  # more rows asked for than the data has
+        early_stop.main(["--data", str(train), "--test", str(test), "--start", "300", "--refits", "3",
+                         "--every", "50", "--out", str(out)])

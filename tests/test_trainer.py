@@ -232,3 +232,48 @@ def test_string_arrays_and_a_fit_without_holdout_are_reported():
     with pytest.warns(RuntimeWarning, match="1 transition\\(s\\) leave no held-out row"):
         report = _trainer(_model(), max_epochs=1).fit(obs[:1], act[:1], nxt[:1], rew[:1])
     assert report.holdout_size == 0 and report.train_size == 1
+
+
+def _replay_early_stopping(scores, patience, min_delta=0.01):
+    """Oracle: the epoch at which the rule 'stop after `patience` epochs in which no member improves its score by
+    more than `min_delta` (relative)' stops, replayed on the (E,) scores of the start and of each epoch; None if
+    it would not have stopped by the last one."""
+    best = scores[0].clone()
+    bad = 0
+    for epoch, s in enumerate(scores[1:], start=1):
+        improved = (best - s) / best.abs() > min_delta
+        best = torch.where(improved, s, best)
+        bad = 0 if bool(improved.any()) else bad + 1
+        if bad >= patience:
+            return epoch
+    return None
+
+
+@pytest.mark.parametrize("metric", ["nll", "mse"])
+def test_early_stop_metric_drives_stopping_and_elites(metric):
+    obs, act, nxt, rew = _data(n=300)
+    model = _model()
+    trainer = _trainer(model, lr=3e-3, max_epochs=300, patience=3, early_stop_metric=metric)
+    seen = []
+    evaluate = trainer.evaluate
+
+    def recording(*a, **kw):
+        ev = evaluate(*a, **kw)
+        seen.append({k: ev[k].clone() for k in ("nll_member", "mse_member")})
+        return ev
+
+    trainer.evaluate = recording
+    report = trainer.fit(obs, act, nxt, rew)
+    key = f"{metric}_member"
+    other = "mse_member" if metric == "nll" else "nll_member"
+    per_epoch = [s[key] for s in seen[:-1]]  # the start, then one per epoch; the last call scores the kept weights
+    assert report.stopped_early
+    assert len(report.epochs) == _replay_early_stopping(per_epoch, patience=3)
+    # the rule on the other score would have stopped elsewhere (or not yet): the option is what decides
+    assert _replay_early_stopping([s[other] for s in seen[:-1]], patience=3) != len(report.epochs)
+    assert report.elites == torch.argsort(seen[-1][key])[:2].tolist()
+
+
+def test_early_stop_metric_is_checked():
+    with pytest.raises(ValueError, match=r"early_stop_metric: got 'loss', allowed \['nll', 'mse'\]"):
+        _trainer(_model(), early_stop_metric="loss")

@@ -438,7 +438,8 @@ def build_trainer(cfg: AgentConfig, model: GaussianEnsemble) -> DynamicsTrainer:
     trainer = DynamicsTrainer(
         model, o.name, objective_options=o.objective_kwargs(), lr=m.lr, weight_decay=m.weight_decay,
         batch_size=m.batch_size, holdout_fraction=m.holdout_fraction, max_epochs=m.max_epochs, patience=m.patience,
-        grad_clip=m.grad_clip, precision=m.precision, seed=cfg.seed, progress=False,
+        early_stop_metric=m.early_stop_metric, grad_clip=m.grad_clip, precision=m.precision, seed=cfg.seed,
+        progress=False,
     )
     if trainer.bilevel is not None:
         trainer.bilevel = BilevelSolver(

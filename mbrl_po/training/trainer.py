@@ -22,6 +22,10 @@ from mbrl_po.objectives.reward_matrix import legacy_state
 from mbrl_po.training.bilevel import BilevelSolver
 from mbrl_po.types import ModelBatch, TransitionData
 
+EARLY_STOP_METRICS = ("nll", "mse")
+"""The held-out score per member that early stopping and the elites use: ``nll`` (Gaussian NLL per output dim,
+normalised targets) or ``mse`` (squared error of the mean in raw units: MBPO's and mbrl-lib's criterion)."""
+
 
 @dataclass
 class FitReport:
@@ -95,8 +99,10 @@ class DynamicsTrainer:
         holdout_fraction: share of the data held out for early stopping, elites and the bilevel outer level.
         max_holdout: cap on held-out rows.
         max_epochs: default epoch budget of ``fit``.
-        patience: stop after this many epochs with no member improving its held-out NLL by ``min_delta``
-            (relative); None disables early stopping.
+        patience: stop after this many epochs with no member improving its held-out score
+            (``early_stop_metric``) by ``min_delta`` (relative); None disables early stopping.
+        early_stop_metric: the held-out score per member for early stopping, the kept (best) weights and the
+            elites: ``"nll"`` or ``"mse"`` (:data:`EARLY_STOP_METRICS`).
         grad_clip: max gradient norm (None: off).
         bootstrap: each member trains on its own bootstrap resample (PETS).
         bilevel: solver for a learned U; built automatically for ``pg`` + ``learned`` unless given.
@@ -120,6 +126,7 @@ class DynamicsTrainer:
         max_epochs: int = 50,
         patience: int | None = 5,
         min_delta: float = 0.01,
+        early_stop_metric: str = "nll",
         grad_clip: float | None = 10.0,
         bootstrap: bool = True,
         bilevel: BilevelSolver | None = None,
@@ -150,6 +157,8 @@ class DynamicsTrainer:
             raise ValueError(f"patience: got {patience!r}, allowed None or >= 1")
         if grad_clip is not None and not grad_clip > 0:
             raise ValueError(f"grad_clip: got {grad_clip!r}, allowed None or > 0")
+        if early_stop_metric not in EARLY_STOP_METRICS:
+            raise ValueError(f"early_stop_metric: got {early_stop_metric!r}, allowed {list(EARLY_STOP_METRICS)}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision: got {precision!r}, allowed {list(PRECISIONS)}")
         self.model = model
@@ -162,6 +171,7 @@ class DynamicsTrainer:
         self.max_epochs = max_epochs
         self.patience = patience
         self.min_delta = min_delta
+        self.early_stop_metric = early_stop_metric
         self.grad_clip = grad_clip
         self.bootstrap = bootstrap
         self.outer_every = outer_every
@@ -282,7 +292,8 @@ class DynamicsTrainer:
         """Per-member held-out metrics on (B, I) normalised inputs and (B, T) normalised targets.
 
         Returns a dict with ``nll_member`` (E,) normalised NLL per dim, ``nll_per_dim`` (T,) raw-unit NLL
-        averaged over members, ``nll`` and ``mse`` (raw units, member mean), and ``mean`` (E, B, T) predictions.
+        averaged over members, ``nll`` and ``mse`` (raw units, member mean), ``mse_member`` (E,) raw-unit MSE
+        per member, and ``mean`` (E, B, T) predictions.
         """
         model = self.model
         means, nll_sum = [], None
@@ -307,6 +318,10 @@ class DynamicsTrainer:
             "mse_member": sq.mean(dim=(1, 2)),
             "mean": mean,
         }
+
+    def _score(self, ev: dict[str, Any]) -> torch.Tensor:
+        """(E,) held-out score per member from :meth:`evaluate` (lower is better): ``early_stop_metric``'s."""
+        return ev["nll_member"] if self.early_stop_metric == "nll" else ev["mse_member"]
 
     def _autocast(self):  # noqa: ANN202
         if self.precision == "bf16":
@@ -370,7 +385,7 @@ class DynamicsTrainer:
         report = FitReport(train_size=n, holdout_size=int(hold_idx.numel()))
         ev = self.evaluate(x_hold, y_hold)
         self._observe_holdout(ev["mean"], y_hold, x_hold)
-        best = ev["nll_member"].clone()
+        best = self._score(ev).clone()
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         best_epoch = torch.zeros(E, dtype=torch.long)
         bad_epochs = 0
@@ -410,13 +425,15 @@ class DynamicsTrainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(nll=f"{ev['nll']:.3f}", mse=f"{ev['mse']:.4g}")
-            improved = (best - ev["nll_member"]) / best.abs().clamp_min(1e-8) > self.min_delta
+            score = self._score(ev)
+            improved = (best - score) / best.abs().clamp_min(1e-8) > self.min_delta
             if self.patience is None:
                 improved = torch.ones_like(improved)
-            improved = improved & torch.isfinite(ev["nll_member"])  # a member gone NaN/inf is never kept
+            # a member gone NaN/inf is never kept
+            improved = improved & torch.isfinite(score) & torch.isfinite(ev["nll_member"])
             if bool(improved.any()):
                 self._keep_members(best_state, improved)
-                best = torch.where(improved, ev["nll_member"], best)
+                best = torch.where(improved, score, best)
                 best_epoch[improved.cpu()] = epoch
                 bad_epochs = 0
             else:
@@ -445,7 +462,7 @@ class DynamicsTrainer:
             report.elites = model.elite_idx.tolist()
         else:
             self._observe_holdout(ev["mean"], y_hold, x_hold)
-            elites = torch.argsort(ev["nll_member"])[: model.num_elites]
+            elites = torch.argsort(self._score(ev))[: model.num_elites]
             model.set_elites(elites)
             report.elites = elites.tolist()
             self._last_finite = self._snapshot()
