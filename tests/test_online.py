@@ -593,14 +593,24 @@ def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path)
 
     train, test = npz("train.npz", 400), npz("test.npz", 100)
     out = tmp_path / "out"
-    assert early_stop.main(["--data", str(train), "--test", str(test), "--start", "300", "--refits", "2",
-                            "--every", "50", "--max-epochs", "2", "--out", str(out)]) == 0
+    args = ["--data", str(train), "--test", str(test), "--start", "300", "--refits", "2", "--every", "50",
+            "--max-epochs", "2", "--out", str(out)]
+    assert early_stop.main(args) == 0
     rows = read_csv(out / "refits.csv")
-    assert [(r["metric"], r["fit"], r["rows"]) for r in rows] == [
-        (m, f, n) for m in ("nll", "mse") for f, n in (("first", "300"), ("warm 1", "350"), ("warm 2", "400"))]
+    assert [(r["metric"], r["seed"], r["fit"], r["rows"]) for r in rows] == [
+        (m, "0", f, n) for m in ("nll", "mse") for f, n in (("first", "300"), ("warm 1", "350"), ("warm 2", "400"))]
     assert all(1 <= int(r["epochs"]) <= 2 and np.isfinite(float(r["test_rollout_rmse"])) for r in rows)
     text = (out / "summary.md").read_text()
     assert "| nll | 2 |" in text and "| mse | 2 |" in text  # the warm-refit means, one row per metric
+    # --append runs only the seeds the table lacks and keeps the rows it has
+    assert early_stop.main([*args, "--seeds", "0", "1", "--append"]) == 0
+    again = read_csv(out / "refits.csv")
+    assert again[:6] == rows
+    assert [(r["metric"], r["seed"]) for r in again[6:]] == [("nll", "1")] * 3 + [("mse", "1")] * 3
+    text = (out / "summary.md").read_text()
+    assert "| nll | 4 |" in text and len((out / "runs.txt").read_text().splitlines()) == 2
+    assert text.count("\n| 0 | ") == 1 and text.count("\n| 1 | ") == 1  # the MSE - NLL row of each seed
     with pytest.raises(SystemExit):  # more rows asked for than the data has
-        early_stop.main(["--data", str(train), "--test", str(test), "--start", "300", "--refits", "3",
-                         "--every", "50", "--out", str(out)])
+        early_stop.main([*args[:-6], "--refits", "3", "--every", "50", "--out", str(out)])
+    with pytest.raises(SystemExit):  # appending another schedule to these rows
+        early_stop.main([*args[:-6], "--refits", "1", "--every", "50", "--out", str(out), "--append"])
