@@ -10,8 +10,10 @@
 # s0's checkpoints; the default below resumes s1 before anything else). Session 8 ran MBPO-nll s1 on core 0 and
 # s0 on core 1 (after the PETS trials). Session 9 finished the PETS cells and ran MBPO-pg s0 on core 0 and s1 on
 # core 1 (MBPO-nll s0 reached 11k on core 0 first). Session 11 got a new machine (every checkpoint gone, PG at
-# 46k/40k) and started the NLL trials from step 0, s0 on core 1 and s1 on core 0: the defaults resume each where
-# it ran, the PG trials after.
+# 56k/62k) and started the NLL trials from step 0, s0 on core 1 and s1 on core 0; NLL s1 reproduced its lost AMD
+# attempt's rows to every digit (same commit, same machine kind), so rerunning it to 30k told nothing new, and
+# core 0 moved to MBPO-pg s1 at 6.5k (NLL s1 checkpointed there): a PG/NLL pair on one machine kind. The defaults
+# resume each where it ran.
 # usage: [CORE1_PATTERNS="p1 p2"] [CORE0_PATTERNS="p3 p4"] benchmarks/longrun/restart.sh [COMMIT]
 #   (default commit: the one the running trials use, bb55f71)
 set -u
@@ -19,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 BENCH=${BENCH:-/work/bench}; MAIN=${MAIN:-/work/main}; LOGS=${LOGS:-/work/logs}; commit=${1:-bb55f71}
 # keep the two lists disjoint: a trial is locked by the runner writing it, and a second runner reaching it is refused
 CORE1_PATTERNS=${CORE1_PATTERNS:-"mbpo/*/nll/s0 mbpo/*/pg*/s0 sac/*"}
-CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-"mbpo/*/nll/s1 mbpo/*/pg*/s1 pets/*"}}
+CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-"mbpo/*/pg*/s1 mbpo/*/nll/s1 pets/*"}}
 mkdir -p "$LOGS"
 [ -d "$BENCH" ] || { git -C "$MAIN" worktree prune; git -C "$MAIN" worktree add "$BENCH" "$commit" --detach; }
 export VENV=${VENV:-/work/venv}
