@@ -602,6 +602,7 @@ def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path)
     assert all(1 <= int(r["epochs"]) <= 2 and np.isfinite(float(r["test_rollout_rmse"])) for r in rows)
     text = (out / "summary.md").read_text()
     assert "| nll | 2 |" in text and "| mse | 2 |" in text  # the warm-refit means, one row per metric
+    assert (out / "refits.png").read_bytes()[:4] == b"\x89PNG"
     # --append runs only the seeds the table lacks and keeps the rows it has
     assert early_stop.main([*args, "--seeds", "0", "1", "--append"]) == 0
     again = read_csv(out / "refits.csv")

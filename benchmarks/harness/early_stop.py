@@ -101,6 +101,7 @@ def summary(rows: list[dict], runs: list[str], data: list[str] = (), test: list[
         data, test: the files fitted on and tested on (:func:`provenance`).
     """
     out = ["# Early stopping of MBPO's refits: held-out NLL against held-out MSE (Hopper-v5 data)\n",
+           "![every fit](refits.png)\n",
            "Generated from `refits.csv`, whose rows these runs wrote (each appends the seeds it ran):\n",
            *(f"- {r}" for r in runs), "",
            "One torch thread. Model and trainer: `agents/mbpo.toml` + `envs/hopper.toml` (E=7, 5 elites, 4x200, "
@@ -136,6 +137,33 @@ def summary(rows: list[dict], runs: list[str], data: list[str] = (), test: list[
                        f"{a['test_nll'] - b['test_nll']:+.3f} | {a['test_mse'] - b['test_mse']:+.5f} | "
                        f"{a['test_rollout_rmse'] - b['test_rollout_rmse']:+.4f} |")
     return "\n".join(out) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Epochs, CPU seconds and test MSE / rollout RMSE of every fit, per criterion and seed, into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("epochs", "epochs"), ("cpu_s", "CPU s"), ("test_mse", "test MSE"),
+              ("test_rollout_rmse", "test H-step rollout RMSE"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
+    colors = {"nll": "tab:blue", "mse": "tab:orange"}
+    for (key, label), ax in zip(panels, axes, strict=True):
+        for m in EARLY_STOP_METRICS:
+            for seed in sorted({int(r["seed"]) for r in rows if r["metric"] == m}):
+                pts = [(int(r["rows"]), float(r[key])) for r in rows if r["metric"] == m and int(r["seed"]) == seed]
+                ax.plot(*zip(*pts, strict=True), marker="o", color=colors[m], alpha=0.5 + 0.5 * (seed == 0),
+                        label=f"{m} s{seed}")
+        ax.set_xlabel("rows fitted on")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, title="early_stop_metric", title_fontsize=7)
+    fig.suptitle("MBPO refits on Hopper-v5 data: early stopping on held-out NLL vs MSE", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     log.write_text("\n".join(runs) + "\n")
     (a.out / "summary.md").write_text(summary(rows, runs, provenance(a.data), provenance(a.test)))
-    print(f"wrote {a.out / 'refits.csv'} and {a.out / 'summary.md'}")
+    plot(rows, a.out / "refits.png")
+    print(f"wrote {a.out / 'refits.csv'}, {a.out / 'summary.md'} and {a.out / 'refits.png'}")
     return 0
 
 
