@@ -615,3 +615,39 @@ def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path)
         early_stop.main([*args[:-6], "--refits", "3", "--every", "50", "--out", str(out)])
     with pytest.raises(SystemExit):  # appending another schedule to these rows
         early_stop.main([*args[:-6], "--refits", "1", "--every", "50", "--out", str(out), "--append"])
+
+
+def test_run_order_resumes_checkpoints_first_and_puts_reruns_of_known_rows_last(tmp_path, capsys, monkeypatch):
+    """``--plan``: a rerun on the same machine kind at the same commit only rewrites committed rows."""
+    suite = _suite_file(tmp_path)
+    sweep = _sweep(tmp_path, suite)
+    here, other = "host=vm; cpu=A (2 cores); gpu=none", "host=vm; cpu=B (2 cores); gpu=none"
+    t = {x.label: x for x in sweep.trials}
+    labels = list(t)
+    a, b, c, d = labels[:4]
+    sweep.partial_csv.parent.mkdir(parents=True, exist_ok=True)
+
+    def rows(label, step, machine, commit):
+        return [{"trial_id": t[label].trial_id, "env_step": s, "eval_return": 1.0, "machine": machine,
+                 "commit": commit} for s in range(20, step + 1, 20)]
+
+    append_rows(sweep.partial_csv, rows(a, 60, here, "c1"), ROW_COLUMNS)   # its own attempt, checkpointed at 60
+    append_rows(sweep.lost_csv, [*rows(b, 100, here, "c1"),               # a lost attempt here: rerun rewrites it
+                                 *rows(c, 100, other, "c1"),              # lost on another machine kind: new here
+                                 *rows(d, 100, here, "c0+c1")], ROW_COLUMNS)  # begun at another commit: new here
+    run = sweep.runs_root / t[a].trial_id
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest.pt").write_bytes(b"x")
+    (run / "metrics.csv").write_text("env_step,eval_return\n30,\n60,1.0\n")
+    order = [(x.label, start, redundant) for x, start, redundant in sweep.run_order(here, "c1")]
+    rest = [(x, 0, 0) for x in labels if x not in (a, b, c, d)]
+    assert order == [(a, 60, 0), (c, 0, 0), (d, 0, 0), *rest, (b, 0, 100)]
+    # a finished trial is not planned
+    append_rows(sweep.runs_csv, [{"trial_id": t[c].trial_id, "env_step": 120, "eval_return": 2.0}], ROW_COLUMNS)
+    assert c not in [x.label for x, *_ in sweep.run_order(here, "c1")]
+    # the command line prints the labels in that order, one per line (restart.sh splits them over the cores)
+    monkeypatch.setattr(online, "machine_string", lambda: here)
+    assert online.main([str(suite), "--plan", "c1", "--results-dir", str(tmp_path / "results"), "--runs-dir",
+                        str(tmp_path / "runs"), "--name", "tiny"]) == 0
+    out = capsys.readouterr()
+    assert out.out.split() == [a, d, *(x for x, *_ in rest), b] and "redundant steps" in out.err

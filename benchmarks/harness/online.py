@@ -438,6 +438,33 @@ class Sweep:
                 out.append((t, "new"))
         return out
 
+    def run_order(self, machine: str, commit: str) -> list[tuple[Trial, int, int]]:
+        """The unfinished trials in the order worth running them on this machine: (trial, start, redundant).
+
+        ``start`` is the step a trial resumes from (its checkpoint's; 0 without one). ``redundant`` is how many of
+        the steps it would run next only rewrite rows already committed (partial.csv or lost.csv) by an attempt on
+        a machine of this kind (``machine``, as :func:`machine_string` names it) at exactly this ``commit``: a
+        trial rerun there reproduces them to every digit (MBPO-nll seed 1 in session 11, PETS-pg seed 1 in
+        session 9), so they say nothing new. Sorted by ``redundant``, then the furthest ``start``, then the
+        suite's order: on a kept machine the trials resume where they stopped; on a new one those whose known
+        rows came from another machine kind or commit go first.
+        """
+        done = finished_trials(self.runs_csv)
+        known: dict[str, int] = defaultdict(int)
+        for r in [*read_csv(self.partial_csv), *read_csv(self.lost_csv)]:
+            if r.get("machine") == machine and r.get("commit") == commit:
+                known[r["trial_id"]] = max(known[r["trial_id"]], int(r["env_step"]))
+        order = []
+        for i, t in enumerate(self.trials):
+            if t.trial_id in done:
+                continue
+            run = self.runs_root / t.trial_id
+            start = 0
+            if (run / "checkpoints" / "latest.pt").exists():
+                start = max((int(r["env_step"]) for r in read_csv(run / "metrics.csv")), default=0)
+            order.append((max(0, known[t.trial_id] - start), -start, i, t))
+        return [(t, -neg_start, redundant) for redundant, neg_start, _, t in sorted(order, key=lambda o: o[:3])]
+
     def snapshot(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Rewrite ``partial.csv``: the runs.csv rows that the unfinished trials' metrics.csv hold so far.
 
@@ -652,6 +679,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--snapshot", action="store_true",
                    help="write the eval rows that unfinished trials have logged so far to <SUITE>/partial.csv "
                         "(a partial curve; `mbrl-po report` shows it beside runs.csv); run nothing")
+    p.add_argument("--plan", default=None, metavar="COMMIT",
+                   help="print the unfinished trials' labels, one per line, in the order worth running them at "
+                        "COMMIT on this machine (Sweep.run_order; a table of why on stderr); run nothing")
     p.add_argument("--prune-superseded", action="store_true",
                    help="move rows of trials that are no longer in the suite (its config changed) to "
                         "superseded.csv; run nothing")
@@ -690,6 +720,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         moved = prune_superseded(sweep.runs_csv, keep)
         print(f"moved the rows of {len(moved)} superseded trial(s) to {sweep.runs_csv.with_name('superseded.csv')}"
               + (f": {', '.join(moved)}" if moved else ""))
+        return 0
+    if args.plan is not None:
+        order = sweep.run_order(machine_string(), args.plan)
+        print(f"{'trial':<45} {'resumes at':>10} {'redundant steps':>15}  (rows known on this machine kind at "
+              f"{args.plan})", file=sys.stderr)
+        for t, start, redundant in order:
+            print(f"{t.label:<45} {start:>10} {redundant:>15}", file=sys.stderr)
+            print(t.label)
         return 0
     if args.snapshot:
         rows, labels = sweep.snapshot()

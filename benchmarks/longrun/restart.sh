@@ -15,13 +15,14 @@
 # core 0 moved to MBPO-pg s1 at 6.5k (NLL s1 checkpointed there): a PG/NLL pair on one machine kind. The defaults
 # resume each where it ran.
 # usage: [CORE1_PATTERNS="p1 p2"] [CORE0_PATTERNS="p3 p4"] benchmarks/longrun/restart.sh [COMMIT]
-#   (default commit: the one the running trials use, bb55f71)
+#   (default commit: the one the running trials use, bb55f71; without the lists, the order comes from
+#   `bench online locomotion --plan COMMIT`, written to $LOGS/plan.txt, and the lists below are the fallback)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 BENCH=${BENCH:-/work/bench}; MAIN=${MAIN:-/work/main}; LOGS=${LOGS:-/work/logs}; commit=${1:-bb55f71}
 # keep the two lists disjoint: a trial is locked by the runner writing it, and a second runner reaching it is refused
-CORE1_PATTERNS=${CORE1_PATTERNS:-"mbpo/*/nll/s0 mbpo/*/pg*/s0 sac/*"}
-CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-"mbpo/*/pg*/s1 mbpo/*/nll/s1 pets/*"}}
+CORE1_PATTERNS=${CORE1_PATTERNS:-}; CORE0_PATTERNS=${CORE0_PATTERNS:-${CORE0_PATTERN:-}}
+planned=$([ -z "$CORE1_PATTERNS$CORE0_PATTERNS" ] && echo yes)
 mkdir -p "$LOGS"
 [ -d "$BENCH" ] || { git -C "$MAIN" worktree prune; git -C "$MAIN" worktree add "$BENCH" "$commit" --detach; }
 export VENV=${VENV:-/work/venv}
@@ -32,6 +33,24 @@ if [ ! -x "$VENV/bin/python" ]; then  # a new machine: the environment the READM
 fi
 if pgrep -f "bench online locomotion" >/dev/null; then echo "locomotion runners already running:"; pgrep -af "bench online locomotion"; exit 0; fi
 set -f  # the patterns are fnmatch patterns for the runner, not globs for this shell
+if [ -n "$planned" ]; then
+  # no lists given: the unfinished trials in the order worth running them on this machine (`--plan`: resume the
+  # furthest checkpoints; on a new machine, first the trials whose committed rows came from another machine
+  # kind or commit, since a rerun on the same kind at the same commit only rewrites its rows), alternately to
+  # core 1 and core 0
+  plan=$(cd "$MAIN" && "$VENV/bin/python" -m benchmarks.harness.online locomotion --plan "$commit" \
+    --runs-dir "${RUNS:-/work/runs/suites}" 2>"$LOGS/plan.txt")
+  cat "$LOGS/plan.txt"
+  i=0
+  for label in $plan; do
+    if [ $((i % 2)) -eq 0 ]; then CORE1_PATTERNS="$CORE1_PATTERNS $label"; else CORE0_PATTERNS="$CORE0_PATTERNS $label"; fi
+    i=$((i + 1))
+  done
+  # the plan failed or printed nothing: session 11's lists
+  [ -n "$CORE1_PATTERNS$CORE0_PATTERNS" ] || { CORE1_PATTERNS="mbpo/*/nll/s0 mbpo/*/pg*/s0 sac/*"
+                                              CORE0_PATTERNS="mbpo/*/pg*/s1 mbpo/*/nll/s1 pets/*"; }
+fi
+echo "core 1:$CORE1_PATTERNS"; echo "core 0:$CORE0_PATTERNS"
 chain() {  # CORE PATTERN...: one runner per pattern, in turn
   local core=$1; shift
   for p in "$@"; do "$here/run_locomotion.sh" "$core" "$p"; done
