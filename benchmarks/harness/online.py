@@ -9,6 +9,8 @@ evaluation returns in ``docs/results/<SUITE>/runs.csv``.
 * Long trials: ``--snapshot`` writes the rows that unfinished trials have logged so far to ``partial.csv``
   (commit it as a partial curve; the report shows it beside runs.csv, marked as running). The rows of an
   attempt whose checkpoints were lost (a replaced machine) move to ``lost.csv`` instead of vanishing.
+  ``--plan COMMIT`` lists the unfinished trials in the order worth running them on this machine
+  (:meth:`Sweep.run_order`; ``benchmarks/longrun/restart.sh`` deals it out to the cores).
 * A trial that raises is reported on stderr and in ``failures.csv`` (one row per failed attempt, with the
   traceback's tail) and retried up to ``--retries`` times; a sweep with trials that still fail exits with 1.
 * Execution: in this process (``--workers 1``), a process pool (``--workers k``), or Ray remote tasks of one
