@@ -579,6 +579,7 @@ def test_paired_verdict_names_equal_pairs_and_reads_the_interval(a, b, lower, ve
 def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path):
     """benchmarks/harness/early_stop.py: a first fit and warm refits per criterion, from the same start."""
     from benchmarks.harness import early_stop
+    from mbrl_po.data.collect import save_npz
 
     rng = np.random.default_rng(0)
 
@@ -586,10 +587,12 @@ def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path)
         obs = rng.normal(size=(n, 11)).astype(np.float32)
         act = rng.uniform(-1, 1, size=(n, 3)).astype(np.float32)
         ends = np.zeros(n, dtype=bool)
-        ends[::25] = True
-        np.savez(tmp_path / name, obs=obs, actions=act, next_obs=obs + 0.1 * np.tanh(obs) + 0.05 * act.sum(1)[:, None],
-                 rewards=obs[:, 0], terminated=ends, truncated=np.zeros(n, dtype=bool))
-        return tmp_path / name
+        ends[24::25] = True
+        starts = np.roll(ends, 1)  # row 0 starts an episode: the last row ends one
+        return save_npz(tmp_path / name, {
+            "obs": obs, "actions": act, "next_obs": obs + 0.1 * np.tanh(obs) + 0.05 * act.sum(1)[:, None],
+            "rewards": obs[:, 0], "terminated": ends, "truncated": np.zeros(n, dtype=bool), "episode_starts": starts},
+            {"mean_return": 1.5, "command": f"made for {name}"})
 
     train, test = npz("train.npz", 400), npz("test.npz", 100)
     out = tmp_path / "out"
@@ -602,6 +605,7 @@ def test_early_stop_harness_replays_the_refit_schedule_for_each_metric(tmp_path)
     assert all(1 <= int(r["epochs"]) <= 2 and np.isfinite(float(r["test_rollout_rmse"])) for r in rows)
     text = (out / "summary.md").read_text()
     assert "| nll | 2 |" in text and "| mse | 2 |" in text  # the warm-refit means, one row per metric
+    assert "`train.npz` (400 rows, mean return 1.5; `made for train.npz`)" in text  # the sources' provenance
     assert (out / "refits.png").read_bytes()[:4] == b"\x89PNG"
     # --append runs only the seeds the table lacks and keeps the rows it has
     assert early_stop.main([*args, "--seeds", "0", "1", "--append"]) == 0

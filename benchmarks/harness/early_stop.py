@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
 import statistics
 import sys
@@ -29,6 +28,7 @@ import torch
 
 from mbrl_po.agents.common import build_model, build_trainer, model_metrics
 from mbrl_po.config import load_agent_config
+from mbrl_po.data.datasets import load_dataset
 from mbrl_po.training.trainer import EARLY_STOP_METRICS
 from mbrl_po.types import TransitionData
 
@@ -36,27 +36,23 @@ COLUMNS = ("metric", "seed", "fit", "rows", "epochs", "stopped_early", "cpu_s", 
            "test_nll", "test_mse", "test_rollout_rmse")
 
 
-def provenance(paths: list[Path]) -> list[str]:
-    """For each file: its name, rows and the ``mbrl-po collect`` command that made it (when it says)."""
-    out = []
-    for p in paths:
-        d = np.load(p)
-        prov = json.loads(str(d["__provenance__"])) if "__provenance__" in d.files else {}
-        out.append(f"`{p.name}` ({len(d['obs'])} rows" + (f", mean return {prov['mean_return']:.1f}"
-                                                         if "mean_return" in prov else "")
-                   + (f"; `{prov['command']}`" if "command" in prov else "") + ")")
-    return out
-
-
-def load_npz(paths: list[Path]) -> tuple[TransitionData, np.ndarray]:
-    """The transitions of ``paths`` (``mbrl-po collect --format npz`` files) in order, and (B,) episode ends."""
-    parts = [np.load(p) for p in paths]
-    cat = {k: np.concatenate([d[k] for d in parts]) for k in ("obs", "actions", "next_obs", "rewards", "terminated",
-                                                                "truncated")}
+def load(sources: list[str]) -> tuple[TransitionData, np.ndarray, list[str]]:
+    """The transitions of ``sources`` in order (``.npz`` files of ``mbrl-po collect``, Minari folders or ids:
+    :func:`~mbrl_po.data.datasets.load_dataset`), their (B,) episode ends, and a line per source for the summary
+    (its name, rows, mean return and the command that made it, when its provenance says)."""
+    parts, lines = [], []
+    for src in sources:
+        data, prov = load_dataset(src)
+        parts.append(data)
+        lines.append(f"`{Path(src).name}` ({len(data['obs'])} rows"
+                     + (f", mean return {prov['mean_return']:.1f}" if "mean_return" in prov else "")
+                     + (f"; `{prov['command']}`" if "command" in prov else "") + ")")
+    cat = {k: np.concatenate([d[k] for d in parts])
+           for k in ("obs", "actions", "next_obs", "rewards", "terminated", "truncated")}
     data = TransitionData(*(torch.as_tensor(cat[k], dtype=torch.float32)
                             for k in ("obs", "actions", "next_obs", "rewards")),
                           torch.as_tensor(cat["terminated"], dtype=torch.bool))
-    return data, cat["terminated"] | cat["truncated"]
+    return data, cat["terminated"] | cat["truncated"], lines
 
 
 def replay(metric: str, data: TransitionData, test: TransitionData, test_ends: np.ndarray, start: int, refits: int,
@@ -98,7 +94,7 @@ def summary(rows: list[dict], runs: list[str], data: list[str] = (), test: list[
     Args:
         rows: refits.csv rows (each: metric, seed, fit, ...).
         runs: one line per run that wrote rows (its command, machine and time).
-        data, test: the files fitted on and tested on (:func:`provenance`).
+        data, test: the sources fitted on and tested on (:func:`load`'s lines).
     """
     out = ["# Early stopping of MBPO's refits: held-out NLL against held-out MSE (Hopper-v5 data)\n",
            "![every fit](refits.png)\n",
@@ -168,8 +164,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", nargs="+", type=Path, required=True, help="training transitions (.npz), in order")
-    p.add_argument("--test", nargs="+", type=Path, required=True, help="test transitions (.npz)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="training transitions, in order (.npz of `mbrl-po collect`, or Minari folders or ids)")
+    p.add_argument("--test", nargs="+", required=True, help="test transitions (the same kinds)")
     p.add_argument("--start", type=int, default=15000, help="rows of the first fit")
     p.add_argument("--refits", type=int, default=4, help="warm refits after it")
     p.add_argument("--every", type=int, default=250, help="rows added before each refit")
@@ -183,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machine", default="", help="the machine, for the summary's header")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    data, _ = load_npz(a.data)
-    test, test_ends = load_npz(a.test)
+    data, _, data_lines = load(a.data)
+    test, test_ends, test_lines = load(a.test)
     need = a.start + a.refits * a.every
     if need > len(data):
         p.error(f"--start + --refits x --every = {need} rows, the data has {len(data)}")
@@ -213,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     runs.append(f"`{command}` on {a.machine or 'an unnamed machine'}, "
                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     log.write_text("\n".join(runs) + "\n")
-    (a.out / "summary.md").write_text(summary(rows, runs, provenance(a.data), provenance(a.test)))
+    (a.out / "summary.md").write_text(summary(rows, runs, data_lines, test_lines))
     plot(rows, a.out / "refits.png")
     print(f"wrote {a.out / 'refits.csv'}, {a.out / 'summary.md'} and {a.out / 'refits.png'}")
     return 0
